@@ -1,0 +1,109 @@
+"""`create_app(settings)`: the FastAPI application with its lifespan, routers and pages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import schema
+from api.fanout import Broadcaster
+from api.live import (
+    NoSession,
+    SessionConflict,
+    SessionManager,
+    TargetError,
+    default_components,
+)
+from api.routes import live as live_routes
+from api.routes import meta, pages, session
+from api.routes.pages import STATIC_DIR
+from api.settings import Settings
+from api.sources import SourceError
+
+
+def _first_errors(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def create_app(settings: Settings | None = None, *, components: Callable | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        manager: SessionManager = app.state.manager
+        heartbeat = asyncio.get_running_loop().create_task(
+            manager.broadcaster.run_heartbeat(), name="lumbo-heartbeat"
+        )
+        if settings.autostart is not None:
+            await manager.start(settings.autostart)
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            await manager.broadcaster.close_all()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    app = FastAPI(
+        title="Lumbo",
+        version="0.1.0",
+        summary="Live movement feedback for graded sensorimotor retraining in low back pain",
+        description=(
+            "REST control of the live session, the live WebSocket `/ws/live` (message schemas at "
+            f"`/api/schema/{{frame,heartbeat,status}}`, schema_version {schema.SCHEMA_VERSION}), "
+            "the patient page `/` and the therapist page `/therapist`."
+        ),
+        lifespan=lifespan,
+    )
+    broadcaster = Broadcaster(
+        queue_size=settings.queue_size,
+        evict_after_s=settings.evict_after_s,
+        heartbeat_s=settings.heartbeat_s,
+    )
+    manager = SessionManager(
+        broadcaster,
+        components=components or default_components,
+        default_level=settings.default_level,
+    )
+    broadcaster.heartbeat_message = manager.heartbeat_message
+    app.state.settings = settings
+    app.state.manager = manager
+
+    def _error(status: int) -> Callable:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+        return handler
+
+    app.add_exception_handler(SessionConflict, _error(409))
+    app.add_exception_handler(NoSession, _error(404))
+    app.add_exception_handler(TargetError, _error(422))
+    app.add_exception_handler(SourceError, _error(400))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": jsonable_encoder(exc.errors()), "message": _first_errors(exc)},
+        )
+
+    app.include_router(session.router)
+    app.include_router(meta.router)
+    app.include_router(live_routes.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,52 @@
+"""`/ws/live`: the live stream (frames, heartbeats, status messages) of the current session."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+router = APIRouter(tags=["live"])
+
+POLICY_VIOLATION = 1008
+
+
+def origin_allowed(websocket: WebSocket) -> bool:
+    """Browsers cannot send an Authorization header on a WebSocket, so at least refuse pages
+    from other sites (cross-site WebSocket hijacking): the Origin's host must be this host or
+    an explicitly allowed origin. Clients that send no Origin (not browsers) are let in."""
+    origin = websocket.headers.get("origin")
+    if not origin:
+        return True
+    if origin in websocket.app.state.settings.allowed_origins:
+        return True
+    host = websocket.headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+@router.websocket("/ws/live")
+async def ws_live(websocket: WebSocket) -> None:
+    """Messages: `frame` (about 50/s), `heartbeat` (each second without frames), `status` (on
+    connect and on every session state change); schemas at `/api/schema/{type}`. Messages the
+    client sends are ignored (keep-alive)."""
+    if not origin_allowed(websocket):
+        await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
+        return
+    await websocket.accept()
+    manager = websocket.app.state.manager
+    broadcaster = manager.broadcaster
+
+    async def close(code: int, reason: str) -> None:
+        await websocket.close(code=code, reason=reason)
+
+    client = broadcaster.add_client(websocket.send_text, close, name=str(websocket.client))
+    broadcaster.offer(client, manager.status_message())
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        await broadcaster.remove_client(client)

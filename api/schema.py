@@ -1,0 +1,288 @@
+"""Every message that crosses Lumbo's process boundary, in one place and versioned.
+
+The live WebSocket carries three message types, each with `type` and `schema_version`:
+
+- `frame` (`LiveFrame`): one per processed lower-sensor batch (about 50 per second with 20 ms
+  batches): latest angles, the trace since the previous frame, target, feedback state,
+  calibration, sensor health and the feedback events since the previous frame.
+- `heartbeat` (`Heartbeat`): once a second while no frames flow, so a page can tell "connected
+  but no data" from "data is stale".
+- `status` (`StatusMessage`): the session's status whenever it changes (started, calibrated,
+  stopped, failed) and once on connect.
+
+The REST request/response models live here too, so `/openapi.json` and the JSON Schemas served
+at `/api/schema/{name}` come from the same classes. Bump `SCHEMA_VERSION` on any change that an
+existing page could misread (renamed or removed fields, changed meaning); adding optional fields
+does not need a bump.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from feedback.exercise import (
+    HOLD_MAX_S,
+    REPS_PER_SET_MAX,
+    TARGET_MAX_DEG,
+    TOLERANCE_MAX_DEG,
+    TOLERANCE_MIN_DEG,
+)
+
+SCHEMA_VERSION = 1
+
+SessionState = Literal["idle", "starting", "calibrating", "running", "stopping", "stopped", "ended", "failed"]
+"""idle: no session yet; calibrating/running: live; stopped: by request; ended: the source ran
+out; failed: the source or the processing raised (see `error`)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- frame parts
+
+
+class Angles(_Strict):
+    """Latest lumbar angles (degrees, zero in neutral standing); null until calibrated."""
+
+    flexion_deg: float | None = Field(None, description="> 0 bending forward")
+    lateral_bend_deg: float | None = Field(None, description="> 0 bending to the right")
+    axial_rotation_deg: float | None = Field(None, description="> 0 shoulders turning right")
+    pelvic_tilt_deg: float | None = Field(None, description="> 0 anterior pelvic tilt")
+
+
+class Velocity(_Strict):
+    flexion_deg_s: float | None = Field(None, description="lumbar flexion velocity, deg/s")
+
+
+class Trace(_Strict):
+    """Every angle sample since the previous frame (for the therapist's trace), oldest first;
+    null where a sample is missing (do not draw across it)."""
+
+    t_s: list[float] = Field(default_factory=list, description="host monotonic time, s")
+    flexion_deg: list[float | None] = Field(default_factory=list)
+    pelvic_tilt_deg: list[float | None] = Field(default_factory=list)
+
+
+class Target(_Strict):
+    """The movement target the feedback engine currently scores against."""
+
+    target_deg: float = Field(description="target lumbar flexion, degrees")
+    tolerance_deg: float = Field(description="half-width of the target band, degrees")
+    hold_s: float = Field(description="how long to hold inside the band, s")
+    level: int | None = Field(None, description="exercise level; null for an explicit target")
+    share: float | None = Field(
+        None, description="target as a share of the comfortable flexion; null when explicit"
+    )
+    source: Literal["level", "explicit"] = "level"
+
+
+class Feedback(BaseModel):
+    """`LiveFeedback.as_dict()`: the core fields below, plus whatever the engine adds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    zone: str | None = Field(
+        None, description="rest (near neutral) / below (under the band) / in (inside) / over"
+    )
+    rep_count: int = 0
+    reps_per_set: int = 0
+    hold_progress: float = Field(0.0, description="0..1 of the hold time achieved")
+
+
+class Calibration(_Strict):
+    phase: str = Field(description="e.g. waiting / neutral / bend / done / failed")
+    message: str = ""
+    progress: float = Field(0.0, ge=0.0, le=1.0)
+    comfortable_flexion_deg: float | None = None
+
+
+class SensorHealthModel(_Strict):
+    """`sensors.samples.SensorHealth.as_dict()`."""
+
+    sensor: Literal["upper", "lower"]
+    connected: bool
+    device_name: str = ""
+    address: str = ""
+    rate_hz: float = 0.0
+    nominal_rate_hz: float = 0.0
+    loss_pct: float = 0.0
+    battery_pct: float | None = None
+    last_seen_s: float | None = None
+    silent: bool = False
+    status: str = "idle"
+    message: str = ""
+
+
+class Sensors(_Strict):
+    upper: SensorHealthModel | None = None
+    lower: SensorHealthModel | None = None
+
+
+class FeedbackEventModel(BaseModel):
+    """A feedback event (`FeedbackEvent.as_dict()`): `type` is `repetition_started`,
+    `repetition_scored` (with `score`: peak/error/hold/time to target and the cue text),
+    `repetition_interrupted` (with `message`) or `set_completed` (with `summary`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+
+
+# ---------------------------------------------------------------------------- WS messages
+
+
+class LiveFrame(_Strict):
+    """One live frame. `t_s` is the host monotonic time (the `SampleBatch.time_s` clock) of the
+    newest angle sample in the frame, or of the newest lower-sensor sample while no angles exist
+    yet (during calibration)."""
+
+    type: Literal["frame"] = "frame"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    session_id: str
+    seq: int = Field(ge=0, description="frame counter within the session, from 0")
+    t_s: float
+    angles: Angles
+    velocity: Velocity
+    trace: Trace
+    target: Target | None = Field(None, description="null until calibrated or set explicitly")
+    feedback: Feedback | None = Field(None, description="null until the engine runs")
+    calibration: Calibration
+    sensors: Sensors
+    events: list[FeedbackEventModel] = Field(default_factory=list)
+
+
+class Heartbeat(_Strict):
+    type: Literal["heartbeat"] = "heartbeat"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    session_id: str | None = None
+    state: SessionState = "idle"
+    server_time_s: float = Field(description="server monotonic time, s")
+
+
+class SetSummaryModel(BaseModel):
+    """`SetSummary.as_dict()` of one set; fields depend on the feedback engine."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SessionStatus(_Strict):
+    session_id: str | None = None
+    state: SessionState = "idle"
+    source: str | None = None
+    message: str = ""
+    error: str | None = None
+    started_at: str | None = Field(None, description="wall-clock ISO 8601 start time")
+    frames: int = Field(0, description="frames produced so far")
+    calibration: Calibration | None = None
+    target: Target | None = None
+    pending_level: int | None = Field(
+        None, description="level requested before calibration; applied once calibrated"
+    )
+    feedback: Feedback | None = None
+    summary: SetSummaryModel | None = Field(None, description="running set summary")
+    sets: list[SetSummaryModel] = Field(default_factory=list, description="completed sets")
+    sensors: Sensors = Field(default_factory=Sensors)
+    clients: int = Field(0, description="connected live clients")
+    dropped_frames: int = Field(0, description="frames dropped for slow clients, total")
+
+
+class SessionSummary(_Strict):
+    session_id: str
+    state: SessionState
+    current: SetSummaryModel | None = Field(None, description="the running set")
+    sets: list[SetSummaryModel] = Field(default_factory=list, description="completed sets")
+
+
+class StatusMessage(_Strict):
+    type: Literal["status"] = "status"
+    schema_version: Literal[1] = SCHEMA_VERSION
+    session: SessionStatus
+
+
+# ---------------------------------------------------------------------------- REST models
+
+
+class StartSessionRequest(_Strict):
+    source: Literal["simulated"] = Field(
+        "simulated", description="sensor source; only the simulated patient for now"
+    )
+    script: Literal["demo", "flexion_reps"] = Field(
+        "demo", description="simulated movement script"
+    )
+    n_reps: int = Field(10, ge=1, le=REPS_PER_SET_MAX, description="flexion_reps script: repetitions")
+    amplitude_deg: float = Field(
+        40.0, gt=0.0, le=90.0, description="flexion_reps script: trunk amplitude, degrees"
+    )
+    calibration_deg: float = Field(
+        80.0, ge=20.0, le=100.0,
+        description="flexion_reps script: trunk flexion of the simulated calibration bend, degrees "
+        "(a stiff patient bends less, and so gets a smaller comfortable range)",
+    )
+    speed: float = Field(1.0, gt=0.0, le=50.0, description="simulation speed, 1 = real time")
+    realtime: bool = Field(True, description="pace batches in (scaled) real time")
+    loop: bool = Field(False, description="loop the script forever")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    level: int | None = Field(
+        None, ge=1, description="exercise level once calibrated; default: the server's default level"
+    )
+    reps_per_set: int | None = Field(
+        None, ge=1, le=REPS_PER_SET_MAX, description="repetitions per set; default: the level's"
+    )
+
+
+class TargetRequest(_Strict):
+    """Either `level`, or an explicit `target_deg` with `tolerance_deg` (and optional `hold_s`)."""
+
+    level: int | None = Field(None, ge=1, description="exercise level (from /api/levels)")
+    target_deg: float | None = Field(
+        None, gt=0.0, le=TARGET_MAX_DEG, description="explicit target lumbar flexion, degrees"
+    )
+    tolerance_deg: float | None = Field(
+        None, ge=TOLERANCE_MIN_DEG, le=TOLERANCE_MAX_DEG, description="half-width of the band"
+    )
+    hold_s: float | None = Field(
+        None, ge=0.0, le=HOLD_MAX_S, description="hold time; default: the current one"
+    )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> TargetRequest:
+        explicit = (self.target_deg, self.tolerance_deg, self.hold_s)
+        if self.level is not None and any(v is not None for v in explicit):
+            raise ValueError("give either level or target_deg/tolerance_deg/hold_s, not both")
+        if self.level is None:
+            if self.target_deg is None or self.tolerance_deg is None:
+                raise ValueError("give level, or both target_deg and tolerance_deg")
+        return self
+
+
+class LevelInfo(BaseModel):
+    level: int
+    share: float = Field(description="target as a share of the comfortable flexion")
+    tolerance_deg: float
+    hold_s: float
+    reps_per_set: int
+    min_time_to_target_s: float | None = None
+    max_time_to_target_s: float | None = None
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[Any]
+
+
+WS_MESSAGES: dict[str, type[BaseModel]] = {
+    "frame": LiveFrame,
+    "heartbeat": Heartbeat,
+    "status": StatusMessage,
+}
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """JSON Schema of a WebSocket message type, with `schema_version` recorded at the top."""
+    model = WS_MESSAGES[name]
+    schema = model.model_json_schema()
+    schema["$id"] = f"/api/schema/{name}"
+    schema["schema_version"] = SCHEMA_VERSION
+    return schema

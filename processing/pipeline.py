@@ -1,0 +1,273 @@
+"""The streaming pipeline: sample batches of both sensors in, lumbar angles out.
+
+    SampleBatch ─► OrientationFilter (VQF, per sensor) ─► Aligner (upper at lower times)
+        ─► [before calibration: bounded buffer + CalibrationDetector ─► calibrate()]
+        ─► Calibration.apply ─► lumbar_kinematics ─► AngleBatch
+
+Every stage keeps explicit state and gives the same output however the stream is cut into batches
+(see each module), so `processing.offline.analyze` drives this very object over whole recordings.
+Angles come at the lower sensor's sample times, only once calibrated. Until then the aligned frames
+of the last `pre_calibration_buffer_s` are kept, and when calibration succeeds their angles are
+emitted too, so that a recording gets angles from its start. Memory stays bounded: the buffer holds
+at most that much, and after calibration nothing accumulates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from processing.alignment import AlignedFrames, Aligner, AlignmentParams
+from processing.calibration import (
+    Calibration,
+    CalibrationError,
+    CalibrationParams,
+    calibrate,
+    rezero_neutral,
+)
+from processing.calibration_detector import (
+    CalibrationDetector,
+    CalibrationStatus,
+    Failed,
+    Found,
+)
+from processing.kinematics import lumbar_kinematics
+from processing.orientation import OrientationFilter, OrientationParams
+from sensors.samples import SampleBatch
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    orientation: OrientationParams = field(default_factory=OrientationParams)
+    alignment: AlignmentParams = field(default_factory=AlignmentParams)
+    calibration: CalibrationParams = field(default_factory=CalibrationParams)
+    pre_calibration_buffer_s: float = 60.0
+    """Aligned frames kept before calibration (their angles are emitted once calibrated); never
+    less than the calibration windows can span (`CalibrationParams.neutral_max_s` +
+    `bend_pre_s` + `bend_timeout_s` + 1 s)."""
+
+    @property
+    def buffer_horizon_s(self) -> float:
+        c = self.calibration
+        return max(self.pre_calibration_buffer_s,
+                   c.neutral_max_s + c.bend_pre_s + c.bend_timeout_s + 1.0)
+
+
+@dataclass(frozen=True)
+class CalibrationWindows:
+    """Calibrate from these windows (s, on the samples' time base) instead of detecting them."""
+
+    neutral_s: tuple[float, float]
+    bend_s: tuple[float, float]
+
+
+_DEG = 180.0 / np.pi
+
+
+@dataclass(frozen=True)
+class AngleBatch:
+    """Lumbar angles at the lower sensor's sample times; equal-length arrays."""
+
+    time_s: np.ndarray
+    flexion_deg: np.ndarray
+    lateral_bend_deg: np.ndarray
+    axial_rotation_deg: np.ndarray
+    pelvic_tilt_deg: np.ndarray
+    upper_inclination_deg: np.ndarray
+    """Sagittal inclination of the upper segment (its x axis below horizontal), > 0 forward."""
+    flexion_velocity_deg_s: np.ndarray
+    lateral_bend_velocity_deg_s: np.ndarray
+    axial_rotation_velocity_deg_s: np.ndarray
+    lumbar_angular_speed_deg_s: np.ndarray
+    """Norm of the relative angular velocity (gyroscope-based; for smoothness, e.g. SPARC)."""
+    gap_before: np.ndarray
+    """True where frames are missing just before (do not differentiate or interpolate across)."""
+
+    def __len__(self) -> int:
+        return int(self.time_s.shape[0])
+
+    @staticmethod
+    def empty() -> AngleBatch:
+        return AngleBatch(**{f.name: np.empty(0, dtype=bool if f.name == "gap_before" else float)
+                             for f in fields(AngleBatch)})
+
+    @staticmethod
+    def concat(parts: list[AngleBatch]) -> AngleBatch:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return AngleBatch.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return AngleBatch(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                             for f in fields(AngleBatch)})
+
+    def take(self, sel: slice | np.ndarray) -> AngleBatch:
+        return AngleBatch(**{f.name: getattr(self, f.name)[sel] for f in fields(AngleBatch)})
+
+
+class LumbarPipeline:
+    """Streaming lumbar angles from the two sensors (see module docstring).
+
+    `calibration`: None (detect the calibration movement in the stream), a `Calibration` (with
+    heading: use as is, e.g. the same recording re-analysed; without heading: re-measure neutral
+    in the stream) or `CalibrationWindows` (calibrate from these windows once they have passed;
+    a failure then raises `CalibrationError` from `update`).
+    """
+
+    def __init__(self, params: PipelineParams = PipelineParams(),
+                 calibration: Calibration | CalibrationWindows | None = None) -> None:
+        self.params = params
+        self._filters = {role: OrientationFilter(params.orientation) for role in ("upper", "lower")}
+        self._aligner = Aligner(params.alignment)
+        self._reset(calibration)
+
+    def _reset(self, calibration: Calibration | CalibrationWindows | None) -> None:
+        self._windows = calibration if isinstance(calibration, CalibrationWindows) else None
+        self._calibration = calibration if isinstance(calibration, Calibration) else None
+        self._transforms = None
+        self._buffer: list[AlignedFrames] = []
+        self._failure: str | None = None
+        self._detector = None
+        if self._calibration is not None and self._calibration.has_heading:
+            self._transforms = self._calibration.segment_transforms()
+        elif self._windows is None:
+            mode = "full" if self._calibration is None else "neutral"
+            self._detector = CalibrationDetector(self.params.calibration, mode)
+        self._seen = False
+
+    # -- public state ----------------------------------------------------------------------
+    @property
+    def calibration(self) -> Calibration | None:
+        """The calibration in use (None until calibrated)."""
+        return self._calibration if self._transforms is not None else None
+
+    @property
+    def comfortable_flexion_deg(self) -> float | None:
+        """Peak lumbar flexion during the calibration bend."""
+        c = self.calibration
+        return None if c is None else c.comfortable_flexion_deg
+
+    @property
+    def calibration_status(self) -> CalibrationStatus:
+        if self._transforms is not None:
+            return CalibrationStatus("calibrated", "Calibrated.", 1.0)
+        if self._detector is not None:
+            return self._detector.status()
+        if self._failure is not None:
+            return CalibrationStatus("failed", self._failure, 0.0)
+        if not self._seen:
+            return CalibrationStatus("waiting_for_sensors", "Waiting for both sensors.", 0.0)
+        return CalibrationStatus("hold_still", "Calibrating from the given windows.", 0.5)
+
+    @property
+    def last_calibration_failure(self) -> str | None:
+        """Why the latest calibration attempt failed (None if none failed)."""
+        if self._detector is not None and self._detector.last_failure is not None:
+            return self._detector.last_failure
+        return self._failure
+
+    def reset_calibration(self) -> None:
+        """Forget the calibration and detect a new one in the stream (orientation goes on)."""
+        self._reset(None)
+
+    # -- processing ------------------------------------------------------------------------
+    def update(self, batch: SampleBatch) -> AngleBatch:
+        """Process one batch of either sensor; angles of the frames that became ready."""
+        ob = self._filters[batch.sensor].update(batch)
+        self._aligner.push(batch.sensor, ob)
+        frames = self._aligner.pop()
+        if len(frames):
+            self._seen = True
+        if self._transforms is not None:
+            return self._angles(frames)
+        return self._calibrating(frames)
+
+    def _angles(self, frames: AlignedFrames) -> AngleBatch:
+        if not len(frames):
+            return AngleBatch.empty()
+        ml, mu, cl, cu = self._transforms
+        kin = lumbar_kinematics(frames.q_lower @ ml.T, frames.q_upper @ mu.T,
+                                frames.gyr_lower @ cl, frames.gyr_upper @ cu)
+        return AngleBatch(
+            time_s=frames.time_s,
+            flexion_deg=kin.flexion * _DEG,
+            lateral_bend_deg=kin.lateral_bend * _DEG,
+            axial_rotation_deg=kin.axial_rotation * _DEG,
+            pelvic_tilt_deg=kin.pelvic_tilt * _DEG,
+            upper_inclination_deg=kin.upper_inclination * _DEG,
+            flexion_velocity_deg_s=kin.flexion_velocity * _DEG,
+            lateral_bend_velocity_deg_s=kin.lateral_bend_velocity * _DEG,
+            axial_rotation_velocity_deg_s=kin.axial_rotation_velocity * _DEG,
+            lumbar_angular_speed_deg_s=kin.lumbar_angular_speed * _DEG,
+            gap_before=frames.gap_before,
+        )
+
+    def _calibrating(self, frames: AlignedFrames) -> AngleBatch:
+        if len(frames):
+            self._buffer.append(frames)
+        done_at: float | None = None
+        if self._windows is not None:
+            w = self._windows
+            if len(frames) and frames.time_s[-1] >= w.bend_s[1]:
+                buf = AlignedFrames.concat(self._buffer)
+                self._buffer = [buf]
+                try:
+                    cal = calibrate(buf, w.neutral_s, w.bend_s, self.params.calibration)
+                except CalibrationError as e:
+                    self._failure = str(e)
+                    raise
+                done_at = self._use(cal, w.bend_s[1])
+        elif self._detector is not None:
+            result = self._detector.update(frames)
+            while result is not None:
+                buf = AlignedFrames.concat(self._buffer)
+                self._buffer = [buf]
+                if isinstance(result, Found):
+                    try:
+                        if result.bend_s is None:
+                            assert self._calibration is not None
+                            cal = rezero_neutral(self._calibration, buf, result.neutral_s,
+                                                 self.params.calibration)
+                        else:
+                            cal = calibrate(buf, result.neutral_s, result.bend_s,
+                                            self.params.calibration)
+                    except CalibrationError as e:
+                        self._detector.fail(str(e))
+                    else:
+                        done_at = self._use(cal, (result.bend_s or result.neutral_s)[1])
+                        break
+                elif isinstance(result, Failed):
+                    pass  # the detector has started over by itself
+                result = self._detector.update(AlignedFrames.empty())
+        if done_at is not None:
+            buf = AlignedFrames.concat(self._buffer)
+            self._buffer = []
+            keep = int(np.searchsorted(buf.time_s, self._keep_from(done_at), "left"))
+            return self._angles(buf.take(slice(keep, None)))
+        self._trim()
+        return AngleBatch.empty()
+
+    def _use(self, cal: Calibration, at_s: float) -> float:
+        self._calibration = cal
+        self._transforms = cal.segment_transforms()
+        self._detector = None
+        self._failure = None
+        return at_s
+
+    def _keep_from(self, newest_s: float) -> float:
+        """Oldest time still needed: the horizon, or the start of given windows."""
+        limit = newest_s - self.params.buffer_horizon_s
+        if self._windows is not None:
+            limit = min(limit, self._windows.neutral_s[0], self._windows.bend_s[0])
+        return limit
+
+    def _trim(self) -> None:
+        if not self._buffer:
+            return
+        limit = self._keep_from(float(self._buffer[-1].time_s[-1]))
+        while self._buffer and self._buffer[0].time_s[-1] < limit:
+            self._buffer.pop(0)
+        if self._buffer and self._buffer[0].time_s[0] < limit:
+            first = self._buffer[0]
+            self._buffer[0] = first.take(slice(int(np.searchsorted(first.time_s, limit)), None))
