@@ -100,20 +100,27 @@ class SimulatedPatientSource:
                     if end_s is not None:
                         c1 = min(c1, end_s)
                     chunk = self.patient.generate(t0, c1, time_origin_s=origin)
-                if self.realtime:
-                    await self._wait_until(wall0 + t1 / self.speed)
-                else:
-                    await asyncio.sleep(0)
-                if self._stop.is_set():
-                    break
+                parts = []
                 for role in SENSOR_ROLES:
                     # Slice by sample index, as generate() does, so ticks partition the samples.
                     k0 = self.patient.first_index_at(role, t0)
                     k1 = self.patient.first_index_at(role, t1)
                     part = _take(chunk[role], k0, k1)
                     if len(part):
-                        self._note(role, part)
-                        yield part
+                        parts.append(part)
+                if not self.realtime:
+                    await asyncio.sleep(0)
+                # A real sensor's sample exists as soon as its time has come: deliver each batch
+                # when the wall clock passes its newest sample, not at the end of the tick.
+                for part in sorted(parts, key=lambda p: float(p.time_s[-1])):
+                    if self.realtime:
+                        await self._wait_until(wall0 + (float(part.time_s[-1]) - origin) / self.speed)
+                    if self._stop.is_set():
+                        break
+                    self._note(part.sensor, part)
+                    yield part
+                if self._stop.is_set():
+                    break
                 tick += 1
         finally:
             self._status = "stopped"
