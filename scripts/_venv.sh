@@ -41,11 +41,16 @@ stamp="$VENV/.lumbo-installed${EXTRAS:+-$EXTRAS}"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "Setting up $VENV (pinned by constraints.txt) ..." >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  log="$VENV/install.log"
   spec="$ROOT"; [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$spec" 2>&1 \
-    | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' >&2 || true
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+         "$VENV/bin/python" -m pip install --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$spec"; } \
+       >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "installing Lumbo into $VENV failed; the whole log is in $log" >&2
+    exit 1
+  fi
   "$VENV/bin/python" -c 'import api, processing, sensors, feedback, recordings' \
-    || { echo "installing Lumbo into $VENV failed" >&2; exit 1; }
+    || { echo "Lumbo does not import after installing; see $log" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
