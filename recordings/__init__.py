@@ -1,0 +1,63 @@
+"""Recordings: every session stored (SQLite, WAL), replayable as a source, importable/exportable.
+
+Modules: store (RecordingStore: open, migrate, recover, read, import), writer (SessionWriter:
+live group commits in its own thread), aio (AsyncSessionWriter), replay (ReplaySource),
+interchange (raw CSV read/validate/write), exports (angles/repetitions CSV, OpenSim .sto),
+orientations (sensor quaternions for .sto), commands (`lumbo import/export/sessions`),
+schema/migrations, blocks/codec (batches <-> BLOBs), locks (which live sessions are alive).
+"""
+
+from recordings.aio import AsyncSessionWriter
+from recordings.errors import (
+    SchemaVersionError,
+    SessionNotFound,
+    StorageError,
+    StorageFullError,
+    StorageReadOnlyError,
+)
+from recordings.interchange import (
+    CsvFormat,
+    InterchangeError,
+    iter_interchange,
+    read_interchange,
+    write_interchange,
+)
+from recordings.models import (
+    AnalysisRecord,
+    EventRecord,
+    ReportRecord,
+    SensorInfo,
+    SensorRecord,
+    SessionInfo,
+    SessionRecord,
+)
+from recordings.replay import ReplaySource
+from recordings.store import RecordingStore, concat_batches
+from recordings.writer import CommitPolicy, SessionWriter, WriterStatus
+
+__all__ = [
+    "AnalysisRecord",
+    "AsyncSessionWriter",
+    "CommitPolicy",
+    "CsvFormat",
+    "EventRecord",
+    "InterchangeError",
+    "RecordingStore",
+    "ReplaySource",
+    "ReportRecord",
+    "SchemaVersionError",
+    "SensorInfo",
+    "SensorRecord",
+    "SessionInfo",
+    "SessionNotFound",
+    "SessionRecord",
+    "SessionWriter",
+    "StorageError",
+    "StorageFullError",
+    "StorageReadOnlyError",
+    "WriterStatus",
+    "concat_batches",
+    "iter_interchange",
+    "read_interchange",
+    "write_interchange",
+]

@@ -1,0 +1,90 @@
+"""Ordered schema migrations: version k of the database is what migrations 1..k made.
+
+`schema_version` has one row per applied migration; the current version is its maximum. Each
+migration runs in its own IMMEDIATE transaction together with its `schema_version` row, so a
+crash mid-upgrade leaves the previous version intact. A database newer than this code is refused
+(`SchemaVersionError`) rather than written by code that does not know its tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from recordings import schema
+from recordings.errors import SchemaVersionError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _script(ddl: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(conn: sqlite3.Connection) -> None:
+        # executescript would COMMIT first; run statement by statement inside our transaction
+        for statement in ddl.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    return apply
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "sessions, sensors, raw sample blocks, events", _script(schema.V1)),
+    Migration(2, "analyses with angle blocks, calibrations, patient reports", _script(schema.V2)),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def _ensure_version_table(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                 "applied_at TEXT NOT NULL, description TEXT NOT NULL)")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """Schema version of the database (0: empty)."""
+    row = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
+                       ).fetchone()
+    if row is None:
+        return 0
+    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    return int(version)
+
+
+def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION,
+            migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Apply the missing migrations up to `target`; returns the resulting version.
+
+    `conn` must be in autocommit mode (isolation_level=None): transactions are explicit here.
+    """
+    known = max((m.version for m in migrations), default=0)
+    for m in migrations:
+        if m.version <= current_version(conn) or m.version > target:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _ensure_version_table(conn)
+            if m.version <= current_version(conn):  # another process upgraded meanwhile
+                conn.execute("ROLLBACK")
+                continue
+            if m.version != current_version(conn) + 1:
+                raise SchemaVersionError(f"migration {m.version} cannot follow version "
+                                         f"{current_version(conn)}")
+            m.apply(conn)
+            conn.execute("INSERT INTO schema_version (version, applied_at, description) "
+                         "VALUES (?, ?, ?)",
+                         (m.version, datetime.now(timezone.utc).isoformat(), m.description))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    version = current_version(conn)
+    if version > known:
+        raise SchemaVersionError(
+            f"The recordings database has schema version {version}, newer than this Lumbo knows "
+            f"({known}). Update Lumbo, or use a different data directory (LUMBO_DATA_DIR).")
+    return version
