@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from feedback.events import FeedbackEvent
 from feedback.exercise import (
     FLEXION_EXERCISE,
     ExerciseError,
@@ -35,20 +36,6 @@ _INTERRUPTED_MESSAGES: dict[str, str] = {
     "signal_gap": "Lost the sensor signal, so that one doesn't count. Stand upright to carry on",
     "too_long": "That one doesn't count. Come back upright, then bend again when ready",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class FeedbackEvent:
-    """Something the patient should hear or see, at the sample time it became known."""
-
-    time_s: float
-    type: ClassVar[str] = "event"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "time_s": round(self.time_s, 3), **self._payload()}
-
-    def _payload(self) -> dict[str, Any]:
-        return {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,13 +40,19 @@ START_THRESHOLD_MIN_DEG = 5.0
 START_THRESHOLD_SHARE = 0.25
 
 
-def start_threshold_deg(target_deg: float) -> float:
-    """Flexion above the resting baseline that starts a repetition: max(5 deg, 25 % of target).
+# Smallest floor an exercise may ask for: small-range movements (pelvic tilt, lumbar rotation) need
+# a lower floor than 5 deg, but below 2 deg sensor noise (0.7-1.8 deg RMSE, Mjosund 2017) and
+# sitting sway would start repetitions.
+START_THRESHOLD_FLOOR_MIN_DEG = 2.0
 
-    Relative to the target so that a big bend is not started by a small wobble, with a floor so that
-    small targets stay clear of standing sway.
+
+def start_threshold_deg(target_deg: float, floor_deg: float = START_THRESHOLD_MIN_DEG) -> float:
+    """Angle above the resting baseline that starts a repetition: max(floor, 25 % of target).
+
+    Relative to the target so that a big bend is not started by a small wobble, with a floor (5 deg
+    by default) so that small targets stay clear of standing sway.
     """
-    return max(START_THRESHOLD_MIN_DEG, START_THRESHOLD_SHARE * target_deg)
+    return max(floor_deg, START_THRESHOLD_SHARE * target_deg)
 
 
 def _check_number(
@@ -96,8 +102,12 @@ class TargetSpec:
     hold_s: float = 0.0
     min_time_to_target_s: float | None = None
     max_time_to_target_s: float | None = None
+    start_threshold_min_deg: float = START_THRESHOLD_MIN_DEG
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "start_threshold_min_deg", _check_number(
+            self.start_threshold_min_deg, "start_threshold_min_deg",
+            START_THRESHOLD_FLOOR_MIN_DEG, START_THRESHOLD_MIN_DEG))
         limits = {
             "target_deg": (0.0, TARGET_MAX_DEG, True),
             "tolerance_deg": (TOLERANCE_MIN_DEG, TOLERANCE_MAX_DEG, False),
@@ -132,7 +142,7 @@ class TargetSpec:
 
     @property
     def start_threshold_deg(self) -> float:
-        return start_threshold_deg(self.target_deg)
+        return start_threshold_deg(self.target_deg, self.start_threshold_min_deg)
 
     def contains(self, flexion_deg: float) -> bool:
         return self.low_deg <= flexion_deg <= self.high_deg

@@ -234,6 +234,28 @@ class RepetitionDetector:
         self._last_time_s = float(time_s[-1])
         return events
 
+    def step(self, time_s: float, value_deg: float) -> list[DetectorEvent]:
+        """Feed one sample (NaN = missing); the same as `update` with a one-sample batch.
+
+        For callers that change their own state between samples (the practice engine ends a set
+        at the sample a repetition ends on), so that batch boundaries cannot matter.
+        """
+        t, x = float(time_s), float(value_deg)
+        if not math.isfinite(t):
+            raise ValueError("time_s must be finite")
+        if self._last_time_s is not None and t <= self._last_time_s:
+            raise ValueError("time_s must increase strictly, also across batches")
+        events: list[DetectorEvent] = []
+        self._step(t, x, events)
+        self._last_time_s = t
+        return events
+
+    @property
+    def resting(self) -> bool:
+        """Not in a repetition: unarmed or armed at rest (not above the start threshold, not
+        judging the return)."""
+        return self._phase in (_Phase.UNARMED, _Phase.IDLE)
+
     def _step(self, t: float, x: float, out: _Events) -> None:
         p = self.params
         last_t = self._last_valid_time_s
