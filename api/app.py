@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import schema
+from api.auth.setup import autostart_patient_id, install_auth
 from api.fanout import Broadcaster
 from api.live import (
     NoSession,
@@ -23,10 +24,13 @@ from api.live import (
     default_components,
 )
 from api.routes import live as live_routes
-from api.routes import meta, pages, session
+from api.routes import practice as practice_routes
+from api.routes import recordings as recordings_routes
+from api.routes import meta, pages, sensors, session
 from api.routes.pages import STATIC_DIR
+from api.sensor_roles import SensorRoleStore
 from api.settings import Settings
-from api.sources import SourceError
+from api.sources import SourceError, SourceRequestError, make_source
 
 
 def _first_errors(exc: RequestValidationError) -> str:
@@ -48,11 +52,12 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
             manager.broadcaster.run_heartbeat(), name="lumbo-heartbeat"
         )
         if settings.autostart is not None:
-            await manager.start(settings.autostart)
+            await manager.start(settings.autostart, patient_id=autostart_patient_id(app))
         try:
             yield
         finally:
             await manager.shutdown()
+            await app.state.recordings.aclose()  # every recording closed: nothing left queued
             await manager.broadcaster.close_all()
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,14 +79,23 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
         evict_after_s=settings.evict_after_s,
         heartbeat_s=settings.heartbeat_s,
     )
+    store = SensorRoleStore(settings.data_dir)
+    if settings.ble_upper and settings.ble_lower:  # `lumbo serve --upper --lower`
+        store.assign(settings.ble_upper.upper(), settings.ble_lower.upper(), settings.ble_rate_hz)
+    # What the source factories get besides the request; tests may set "ble_config".
+    source_context: dict[str, object] = {"store": store, "ble_config": None}
     manager = SessionManager(
         broadcaster,
         components=components or default_components,
+        source_factory=lambda req: make_source(req, **source_context),
         default_level=settings.default_level,
     )
     broadcaster.heartbeat_message = manager.heartbeat_message
     app.state.settings = settings
     app.state.manager = manager
+    install_auth(app, settings)  # accounts; every route and the WebSocket need a sign-in
+    app.state.sensor_roles = store
+    app.state.source_context = source_context
 
     def _error(status: int) -> Callable:
         async def handler(request: Request, exc: Exception) -> JSONResponse:
@@ -93,6 +107,7 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
     app.add_exception_handler(NoSession, _error(404))
     app.add_exception_handler(TargetError, _error(422))
     app.add_exception_handler(SourceError, _error(400))
+    app.add_exception_handler(SourceRequestError, _error(422))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,7 +116,10 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
             content={"detail": jsonable_encoder(exc.errors()), "message": _first_errors(exc)},
         )
 
+    practice_routes.install(app)  # graded practice: /api/practice, the session hook
+    recordings_routes.install(app)  # every session stored; /api/recordings; the replay source
     app.include_router(session.router)
+    app.include_router(sensors.router)
     app.include_router(meta.router)
     app.include_router(live_routes.router)
     app.include_router(pages.router)

@@ -1,6 +1,8 @@
 """The `lumbo` command line. Subcommands: `demo` (the service with the simulated patient already
-practising) and `serve` (the service; sessions are started from the pages or REST). Later
-subcommands (scan, analyze, replay, import, export) get their own `_add_<name>` function here."""
+practising; `--ble` through bleak and a simulated BlueZ), `serve` (the service; sessions are
+started from the pages or REST; `--upper/--lower` for BLE sensors) and `scan` (BLE sensors
+nearby). Later subcommands (analyze, replay, import, export) get their own `_add_<name>`
+function here."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from api.auth.config import AuthSettings
+from api.practice_models import PracticeStart
 from api.schema import StartSessionRequest
 from api.settings import Settings
 
@@ -28,8 +32,15 @@ def _urls(host: str, port: int) -> list[tuple[str, str]]:
             ("API docs", f"{base}/docs")]
 
 
-def _print_banner(title: str, host: str, port: int) -> None:
-    lines = [title] + [f"  {name + ':':<16}{url}" for name, url in _urls(host, port)]
+def _print_banner(title: str, host: str, port: int, app: object = None) -> None:
+    urls = _urls(host, port)
+    if app is not None:  # the demo: its pages as one-time login links (api/auth/cli.py)
+        from api.auth.cli import demo_banner_urls
+
+        urls = demo_banner_urls(app, urls)
+    lines = [title] + [f"  {name + ':':<16}{url}" for name, url in urls]
+    if urls != _urls(host, port):
+        lines.append("  (the page links sign in once, within 30 minutes)")
     lines.append("  Stop with Ctrl+C.")
     width = max(len(s) for s in lines)
     print("=" * width, *lines, "=" * width, sep="\n", flush=True)
@@ -50,7 +61,7 @@ def _run(settings: Settings, title: str, log_level: str) -> int:
         ws_ping_timeout=10.0,
     )
     server = uvicorn.Server(config)
-    _print_banner(title, settings.host, settings.port)
+    _print_banner(title, settings.host, settings.port, app=app)
     server.run()
     return 0
 
@@ -71,18 +82,32 @@ def _positive(text: str) -> float:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "ble", False):
+        from api.ble_commands import cmd_demo_ble
+
+        def make_settings(**overrides: object) -> Settings:
+            return Settings.from_env(host=args.host, port=args.port, default_level=args.level,
+                                     auth=AuthSettings(demo_accounts=True), **overrides)
+
+        return cmd_demo_ble(args, make_settings, _print_banner, args.log_level)
+    # graded practice (api/practice.py): the simulated patient performs the demo patient's day's
+    # program once; --classic: the single flexion exercise, looping
+    practice = None if getattr(args, "classic", False) else PracticeStart(mode="program")
     autostart = StartSessionRequest(
         source="simulated", script="demo", speed=args.speed, seed=args.seed,
-        loop=True, realtime=True, level=args.level,
+        loop=True, realtime=True, level=args.level, practice=practice,
     )
     settings = Settings.from_env(host=args.host, port=args.port, autostart=autostart,
-                                 default_level=args.level)
+                                 default_level=args.level, auth=AuthSettings(demo_accounts=True))
     return _run(settings, "Lumbo demo: a simulated patient is practising", args.log_level)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(host=args.host, port=args.port, default_level=args.level)
-    return _run(settings, "Lumbo is running", args.log_level)
+    from api.ble_commands import serve_settings, serve_title
+
+    ble = serve_settings(args, getattr(args, "_parser", None))
+    settings = Settings.from_env(host=args.host, port=args.port, default_level=args.level, **ble)
+    return _run(settings, serve_title(ble), args.log_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,18 +127,83 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="simulated patient's seed; default 0")
     demo.add_argument("--level", type=int, default=DEMO_LEVEL,
                       help=f"exercise level; default {DEMO_LEVEL}")
+    demo.add_argument("--classic", action="store_true",
+                      help="the single flexion exercise in a loop instead of today's program")
     demo.set_defaults(func=cmd_demo)
+    _add_demo_ble_options(demo)
 
     serve = sub.add_parser(
         "serve", help="run the service (start sessions from the pages or the REST API)",
-        description="Start the service without a session; the simulated source is chosen from "
-                    "the page or POST /api/session/start for now.",
+        description="Start the service without a session; sessions are started from the pages "
+                    "or POST /api/session/start. With --upper/--lower (or --ble) they use BLE "
+                    "sensors instead of the simulated patient.",
     )
     _add_server_options(serve)
     serve.add_argument("--level", type=int, default=DEMO_LEVEL,
                        help=f"default exercise level for new sessions; default {DEMO_LEVEL}")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, _parser=serve)
+    _add_serve_ble_options(serve)
+    _add_analyze(sub)
+    _add_accounts(sub)
+    _add_scan(sub)
+    _add_recordings(sub)
     return parser
+
+
+def _add_accounts(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.auth.cli import add_account_commands
+
+    add_account_commands(sub)
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.analyze_command import cmd_analyze, target, window
+
+    p = sub.add_parser(
+        "analyze", help="lumbar angles and repetitions of a raw recording (interchange CSV)",
+        description="Analyse a raw two-sensor recording offline: calibrate (found automatically "
+                    "or from --neutral/--bend), compute the lumbar angles at every lower-sensor "
+                    "sample and detect repetitions. Exit codes: 2 unreadable file, 3 missing "
+                    "sensor, 4 too short, 5 no usable calibration, 6 bad options.",
+    )
+    p.add_argument("raw", metavar="RAW.csv", help="raw interchange CSV (gzip/xz by suffix)")
+    p.add_argument("--out", required=True, metavar="ANGLES.csv", help="angles CSV to write")
+    p.add_argument("--reps", metavar="REPS.json", help="repetitions and calibration as JSON")
+    p.add_argument("--neutral", type=window, metavar="START:END",
+                   help="quiet neutral standing window (s), with --bend")
+    p.add_argument("--bend", type=window, metavar="START:END",
+                   help="slow forward bend window (s), with --neutral")
+    p.add_argument("--calibration", metavar="CAL.json",
+                   help="use a saved calibration (a REPS.json of the same recording, or its "
+                        "'calibration' object)")
+    p.add_argument("--target", type=target, action="append", metavar="DIRECTION:DEG",
+                   help="target for repositioning errors, e.g. flexion:30 (repeatable)")
+    p.set_defaults(func=cmd_analyze)
+
+
+def _add_recordings(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`import`, `export`, `sessions`, `replay`, `reanalyze` (api/recording_commands.py)."""
+    from api.recording_commands import add_subcommands
+
+    add_subcommands(sub)
+
+
+def _add_scan(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from api.ble_commands import add_scan
+
+    add_scan(sub)
+
+
+def _add_serve_ble_options(serve: argparse.ArgumentParser) -> None:
+    from api.ble_commands import add_serve_options
+
+    add_serve_options(serve)
+
+
+def _add_demo_ble_options(demo: argparse.ArgumentParser) -> None:
+    from api.ble_commands import add_demo_options
+
+    add_demo_options(demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

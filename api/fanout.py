@@ -8,6 +8,11 @@ evicted (its connection closed), so a dead peer that TCP has not noticed yet can
 
 `tick()` drives the application heartbeat and eviction; `run_heartbeat()` calls it every
 `heartbeat_s`. Both take an injectable clock so tests are deterministic.
+
+Topics keep live sessions apart: a client added with `topic=T` (the WebSocket endpoint uses the
+patient's id) receives only what is published with `topic=T`, and its own heartbeat
+(`heartbeat(T)`) whenever nothing was published on T for `heartbeat_s`. Clients and messages
+without a topic form one more topic, `None`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Client:
     sending_since_s: float | None = None  # set while a send is in flight
     closed: bool = False
     close_reason: str = ""
+    topic: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def stats(self) -> dict[str, object]:
@@ -53,6 +59,7 @@ class Client:
             "sent": self.sent,
             "dropped": self.dropped,
             "closed": self.closed,
+            "topic": self.topic,
         }
 
 
@@ -77,7 +84,8 @@ class Broadcaster:
         self._clock = clock
         self._ids = itertools.count(1)
         self._clients: dict[int, Client] = {}
-        self.last_publish_s = clock()
+        self.last_publish_s = clock()  # of topic None
+        self._topic_last_s: dict[str, float] = {}
         self.published = 0
         self.dropped_total = 0
         self.evicted_total = 0
@@ -88,7 +96,9 @@ class Broadcaster:
     def clients(self) -> list[Client]:
         return list(self._clients.values())
 
-    def add_client(self, send: Send, close: Close | None = None, name: str = "") -> Client:
+    def add_client(
+        self, send: Send, close: Close | None = None, name: str = "", topic: str | None = None
+    ) -> Client:
         """Register a client and start its sender task (needs a running event loop)."""
         client = Client(
             id=next(self._ids),
@@ -97,6 +107,7 @@ class Broadcaster:
             send=send,
             close=close,
             last_send_done_s=self._clock(),
+            topic=topic,
         )
         client.task = asyncio.get_running_loop().create_task(
             self._sender(client), name=f"lumbo-ws-sender-{client.id}"
@@ -121,12 +132,19 @@ class Broadcaster:
 
     # ------------------------------------------------------------------ publishing
 
-    def publish(self, message: str) -> None:
-        """Queue `message` for every client; never awaits, never blocks the producer."""
-        self.last_publish_s = self._clock()
+    def publish(self, message: str, topic: str | None = None) -> None:
+        """Queue `message` for every client of `topic`; never awaits, never blocks the producer."""
+        if topic is None:
+            self.last_publish_s = self._clock()
+        else:
+            self._topic_last_s[topic] = self._clock()
         self.published += 1
         for client in self._clients.values():
-            self.offer(client, message)
+            if client.topic == topic:
+                self.offer(client, message)
+
+    def topic_clients(self, topic: str | None) -> list[Client]:
+        return [c for c in self._clients.values() if c.topic == topic]
 
     def offer(self, client: Client, message: str) -> None:
         """Queue one message for one client, dropping its oldest queued message if full."""
@@ -165,8 +183,25 @@ class Broadcaster:
         ):
             msg = self.heartbeat_message()
             self.last_publish_s = self._clock()
-            for client in self._clients.values():
+            for client in self.topic_clients(None):
                 self.offer(client, msg)
+        if self.heartbeat_message is not None:
+            self._topic_heartbeats()
+
+    def _topic_heartbeats(self) -> None:
+        """A heartbeat per topic that has clients and published nothing for `heartbeat_s`."""
+        assert self.heartbeat_message is not None
+        now = self._clock()
+        topics = {c.topic for c in self._clients.values() if c.topic is not None}
+        for topic in topics:
+            if now - self._topic_last_s.get(topic, -float("inf")) < self.heartbeat_s:
+                continue
+            msg = self.heartbeat_message(topic)  # type: ignore[call-arg]
+            self._topic_last_s[topic] = now
+            for client in self.topic_clients(topic):
+                self.offer(client, msg)
+        for topic in [t for t in self._topic_last_s if t not in topics]:
+            del self._topic_last_s[topic]  # bounded by the topics with clients
 
     async def run_heartbeat(self) -> None:
         """Call `tick()` periodically; run as a task for the application's lifetime."""

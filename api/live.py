@@ -6,6 +6,15 @@ No HTTP here. `LiveSession` consumes a `SensorSource` in an asyncio task, feeds 
 per batch is a few samples, so it runs inline on the event loop; the loop is yielded once per
 frame so a source that does not pace itself cannot starve the WebSocket senders.
 
+Lost samples (`SampleBatch.gap_before`: a BLE link drop, a counter jump) never break a session:
+the pipeline does not interpolate across them, the frame says so (`gap`, `trace.gaps`), and a
+repetition under way across a gap is interrupted rather than scored. The feedback engine ends a
+repetition when no valid sample came for longer than its `max_gap_s`; for a shorter loss the
+angles just after the gap are handed to it as missing (NaN) until that much time has passed, so
+every gap interrupts, however short. The sensors' health is watched on a timer as well: a change
+of a sensor's state (reconnecting, silent, streaming again) is published as a status message at
+once, since a lost lower sensor produces no frames to carry it.
+
 `SessionManager` holds the current session. There is one at a time for now, but sessions are
 keyed by `session_id` so several can exist later (one broadcaster per session then).
 """
@@ -15,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import math
 import time
@@ -58,11 +68,13 @@ class Components:
     levels: Callable[[], dict[int, Any]]  # level number -> ExerciseLevel
     make_target: Callable[..., Any]  # explicit TargetSpec(target_deg, tolerance_deg, hold_s, ...)
     errors: tuple[type[Exception], ...] = (ValueError,)  # what a bad target raises
+    max_gap_s: float = 0.2  # the engine's own signal-gap limit (RepetitionParams.max_gap_s)
 
 
 def default_components() -> Components:
     from feedback.engine import FlexionPracticeEngine
     from feedback.exercise import FLEXION_LEVELS, ExerciseError, TargetSpec, target_for
+    from feedback.repetitions import RepetitionParams
     from processing.pipeline import LumbarPipeline
 
     return Components(
@@ -72,6 +84,7 @@ def default_components() -> Components:
         levels=lambda: {lv.level: lv for lv in FLEXION_LEVELS},
         make_target=TargetSpec,
         errors=(ExerciseError, ValueError),
+        max_gap_s=RepetitionParams().max_gap_s,
     )
 
 
@@ -121,6 +134,8 @@ def _trace_list(arr: np.ndarray, nd: int) -> list[float | None]:
 class LiveSession:
     """One live session. Create, then `start()`; `stop()` ends the source cleanly."""
 
+    practice: Any = None  # a PracticeDriver (api/practice.py) when the session runs practice
+
     def __init__(
         self,
         source: SensorSource,
@@ -133,8 +148,10 @@ class LiveSession:
         on_change: Callable[[LiveSession], None] | None = None,
         components: Components | None = None,
         info: dict[str, Any] | None = None,
+        patient_id: str | None = None,
     ) -> None:
         self.session_id = session_id or uuid.uuid4().hex[:12]
+        self.patient_id = patient_id  # the account it belongs to (api/auth); None: nobody's
         self.source = source
         self.source_name = source_name
         self.info = dict(info or {})
@@ -160,8 +177,16 @@ class LiveSession:
         self._last: dict[str, float | None] = {}
         self._last_lower_t: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._health_key: tuple[Any, ...] | None = None
         self._stopping = False
         self.last_frame: schema.LiveFrame | None = None
+        self.recorder: Any | None = None  # api.recording: stores what the session sees
+        self._gap_pending = False  # a batch since the previous frame had gap_before
+        self._angles_seen = False
+        self._engine_last_t: float | None = None  # time of the last valid angle fed
+        self._engine_gap_until: float | None = None  # feed NaN up to here after a gap
+        self.gaps = 0  # batches and angle samples that followed lost samples
         if level not in self.components.levels():
             raise TargetError(f"unknown level {level}; known: {sorted(self.components.levels())}")
 
@@ -175,9 +200,10 @@ class LiveSession:
         if self._task is not None:
             raise RuntimeError("session already started")
         self._set_state("calibrating", "Calibrating: stand still")
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"lumbo-session-{self.session_id}"
-        )
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"lumbo-session-{self.session_id}")
+        self._health_task = loop.create_task(self._watch_health(),
+                                             name=f"lumbo-health-{self.session_id}")
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the source and wait for the session task to finish (cancel it if it hangs)."""
@@ -226,8 +252,37 @@ class LiveSession:
             else:
                 self._set_state("ended", "The sensor source ended")
         finally:
+            if self._health_task is not None:
+                self._health_task.cancel()
             with contextlib.suppress(Exception):
                 await self.source.stop()
+
+    HEALTH_CHECK_S = 0.2
+
+    def _health_signature(self) -> tuple[Any, ...]:
+        try:
+            health = self.source.health()
+        except Exception:  # pragma: no cover - health must never break the session
+            return ()
+        return tuple(
+            (role, h.status, h.connected, h.silent, h.message)
+            for role, h in sorted(health.items())
+        )
+
+    async def _watch_health(self) -> None:
+        """Publish a status message when a sensor's state changes (reconnecting, silent, back):
+        frames carry health too, but a lost lower sensor produces no frames."""
+        self._health_key = self._health_signature()
+        while self.active:
+            await asyncio.sleep(self.HEALTH_CHECK_S)  # a poll period, not a synchronisation
+            key = self._health_signature()
+            if key != self._health_key:
+                self._health_key = key
+                if self._on_change is not None:
+                    try:
+                        self._on_change(self)
+                    except Exception:  # pragma: no cover
+                        log.exception("on_change callback failed")
 
     def _set_state(self, state: str, message: str = "") -> None:
         changed = state != self.state or message != self.message
@@ -244,13 +299,21 @@ class LiveSession:
     def process_batch(self, batch: SampleBatch) -> schema.LiveFrame | None:
         """Feed one batch through pipeline and engine; a frame for every lower-sensor batch."""
         self.batches += 1
+        if batch.gap_before:
+            self._gap_pending = True
+            self.gaps += 1
         angles = self.pipeline.update(batch)
+        if self.recorder is not None:
+            self.recorder.on_batch(self, batch, angles)
         if angles is not None and len(angles):
             self._pending_angles.append(angles)
-        if self.target_spec is None or self.engine is None:
-            self._maybe_start_engine()
-        if self.engine is not None and angles is not None and len(angles):
-            self._feed_engine(angles)
+        if self.practice is not None:  # graded practice (api/practice.py) runs instead
+            self.practice.on_angles(self, angles)
+        else:
+            if self.target_spec is None or self.engine is None:
+                self._maybe_start_engine()
+            if self.engine is not None and angles is not None and len(angles):
+                self._feed_engine(angles)
         if batch.sensor != "lower":
             return None
         if len(batch):
@@ -321,13 +384,47 @@ class LiveSession:
         cal = getattr(self.pipeline, "calibration", None)
         bend_s = getattr(cal, "bend_s", None)
         t, flex = angles.time_s, angles.flexion_deg
+        gap = getattr(angles, "gap_before", None)
+        gap = np.zeros(len(t), dtype=bool) if gap is None else np.asarray(gap, dtype=bool)
         if bend_s is not None and len(t) and t[0] <= bend_s[1]:
             keep = t > bend_s[1]
-            t, flex = t[keep], flex[keep]
+            t, flex, gap = t[keep], flex[keep], gap[keep]
+        flex = self._mask_after_gaps(np.asarray(t, dtype=float), np.asarray(flex, dtype=float),
+                                     gap)
         for ev in self.engine.update(t, flex) or []:
             d = _clean(_as_dict(ev))
             d.setdefault("type", getattr(ev, "type", type(ev).__name__))
             self._pending_events.append(d)
+            if self.recorder is not None:
+                self.recorder.on_event(self, d)
+
+    def _mask_after_gaps(self, t: np.ndarray, flex: np.ndarray, gap: np.ndarray) -> np.ndarray:
+        """NaN (missing) for the angles within `max_gap_s` of the last valid one before a gap.
+
+        The engine interrupts a repetition when no valid sample came for more than `max_gap_s`;
+        a shorter loss would otherwise be bridged, and the engine would interpolate across it
+        (band entry times, hold). Masking the first moments after the gap makes every gap an
+        interruption, and costs at most `max_gap_s` of feedback after one.
+        """
+        last, until = self._engine_last_t, self._engine_gap_until
+        if until is None and not gap.any():  # the usual case
+            valid = np.flatnonzero(np.isfinite(flex))
+            if valid.size:
+                self._engine_last_t = float(t[valid[-1]])
+            return flex
+        out = flex.copy()
+        for i in range(len(t)):
+            if gap[i] and last is not None:
+                until = last + self.components.max_gap_s
+            if until is not None:
+                if t[i] <= until:
+                    out[i] = np.nan
+                    continue
+                until = None
+            if math.isfinite(out[i]):
+                last = float(t[i])
+        self._engine_last_t, self._engine_gap_until = last, until
+        return out
 
     @property
     def completed_sets(self) -> list[dict[str, Any]]:
@@ -424,7 +521,14 @@ class LiveSession:
         for role in ("upper", "lower"):
             h = health.get(role)  # type: ignore[call-overload]
             if h is not None:
-                out[role] = _clean(h.as_dict())
+                d = _clean(h.as_dict())
+                extra = getattr(h, "extra", None) or {}
+                d["family"] = str(extra.get("family", ""))
+                with contextlib.suppress(TypeError, ValueError):
+                    d["reconnects"] = int(extra.get("link_losses", 0))
+                with contextlib.suppress(TypeError, ValueError):
+                    d["retry_in_s"] = _f(extra["retry_in_s"], 2) if "retry_in_s" in extra else None
+                out[role] = d
         return schema.Sensors.model_validate(out)
 
     def _make_frame(self) -> schema.LiveFrame:
@@ -432,12 +536,24 @@ class LiveSession:
         self._pending_angles = []
         events, self._pending_events = self._pending_events, []
         trace = schema.Trace()
+        gap = self._gap_pending
+        self._gap_pending = False
         if pending:
             a = pending[0] if len(pending) == 1 else type(pending[0]).concat(pending)
+            flags = getattr(a, "gap_before", None)
+            gaps: list[int] = []
+            if flags is not None:
+                flags = np.asarray(flags, dtype=bool).copy()
+                if not self._angles_seen:
+                    flags[0] = False  # the very first angle: nothing before it to bridge
+                gaps = np.flatnonzero(flags).tolist()
+            self._angles_seen = True
+            gap = gap or bool(gaps)
             trace = schema.Trace(
                 t_s=_trace_list(a.time_s, 4),
                 flexion_deg=_trace_list(a.flexion_deg, 2),
                 pelvic_tilt_deg=_trace_list(a.pelvic_tilt_deg, 2),
+                gaps=gaps,
             )
             self._last = {
                 "t_s": float(a.time_s[-1]),
@@ -468,9 +584,15 @@ class LiveSession:
             calibration=self._calibration_model(),
             sensors=self._sensors_model(),
             events=[schema.FeedbackEventModel.model_validate(e) for e in events],
+            gap=gap,
+            program=None if self.practice is None else self.practice.frame(),
+            program_events=[] if self.practice is None else self.practice.drain_events(),
+            storage=None if self.recorder is None else self.recorder.health(),
         )
         self.seq += 1
         self.last_frame = frame
+        if self.recorder is not None and frame.program_events:
+            self.recorder.on_program_events(self, frame.program_events)
         return frame
 
     def summary(self) -> dict[str, Any] | None:
@@ -496,11 +618,15 @@ class LiveSession:
             sensors=self._sensors_model(),
             clients=clients,
             dropped_frames=dropped_frames,
+            storage=None if self.recorder is None else self.recorder.health(),
         )
 
 
 class SessionManager:
     """Holds the live sessions (one active at a time for now) and the live broadcaster."""
+
+    practice: Any = None  # PracticeService (api/practice.py): prepares practice sessions
+    recordings: Any = None  # Recordings (api/recording.py): stores every session
 
     def __init__(
         self,
@@ -516,11 +642,16 @@ class SessionManager:
         self._source_factory = source_factory
         self.sessions: dict[str, LiveSession] = {}
         self.current: LiveSession | None = None
+        self.by_patient: dict[str, LiveSession] = {}  # each patient's latest session
 
     def levels(self) -> dict[int, Any]:
         return self._components().levels()
 
-    async def start(self, req: schema.StartSessionRequest) -> LiveSession:
+    async def start(
+        self, req: schema.StartSessionRequest, *, patient_id: str | None = None
+    ) -> LiveSession:
+        """Start a session; with `patient_id` its frames and status go only to that patient's
+        live topic (api/auth lets the patient and their therapist subscribe to it)."""
         if self.current is not None and self.current.active:
             raise SessionConflict(
                 f"session {self.current.session_id} is still {self.current.state}; stop it first"
@@ -530,19 +661,34 @@ class SessionManager:
         known = sorted(components.levels())
         if level not in known:
             raise TargetError(f"unknown level {level}; known levels: {known[0]}–{known[-1]}")
-        source, info = self._source_factory(req)  # SourceError: the route answers 400
+        # graded practice (api/practice.py): checked first; a simulated patient may perform it
+        prepared = None if self.practice is None else self.practice.prepare(req, patient_id)
+        built = None if prepared is None else prepared.source
+        if self.recordings is not None:  # a replay must be of this patient's recordings
+            self.recordings.check_start(req, patient_id)
+        source, info = built or self._source_factory(req)  # SourceError: the route answers 400
         session = LiveSession(
             source,
             source_name=req.source,
             level=level,
             reps_per_set=req.reps_per_set,
-            publish=self.broadcaster.publish,
+            publish=self._publisher(patient_id),
             on_change=self._publish_status,
             components=components,
             info=info,
+            patient_id=patient_id,
         )
         self.sessions = {session.session_id: session}  # keep only the latest for now
         self.current = session
+        # like `sessions`: keep what is still live, and the latest (stored sessions are in the
+        # recordings); without this every patient's last session would stay in memory
+        self.by_patient = {p: s for p, s in self.by_patient.items() if s.active}
+        if patient_id is not None:
+            self.by_patient[patient_id] = session
+        if prepared is not None:
+            prepared.attach(session)
+        if self.recordings is not None:
+            session.recorder = self.recordings.recorder_for(session, req)
         session.start()
         return session
 
@@ -573,19 +719,40 @@ class SessionManager:
             return schema.SessionStatus(clients=len(b.clients), dropped_frames=b.dropped_total)
         return self.current.status(clients=len(b.clients), dropped_frames=b.dropped_total)
 
-    def status_message(self) -> str:
-        return schema.StatusMessage(session=self.status()).model_dump_json()
+    def status_for(self, patient_id: str) -> schema.SessionStatus:
+        """Status of the patient's latest session (`idle` if they have none)."""
+        b = self.broadcaster
+        clients = len(b.topic_clients(patient_id))
+        session = self.by_patient.get(patient_id)
+        if session is None:
+            return schema.SessionStatus(clients=clients, dropped_frames=b.dropped_total)
+        return session.status(clients=clients, dropped_frames=b.dropped_total)
 
-    def heartbeat_message(self) -> str:
-        cur = self.current
+    def status_message(self, patient_id: str | None = None) -> str:
+        status = self.status() if patient_id is None else self.status_for(patient_id)
+        return schema.StatusMessage(session=status).model_dump_json()
+
+    def heartbeat_message(self, patient_id: str | None = None) -> str:
+        cur = self.current if patient_id is None else self.by_patient.get(patient_id)
         return schema.Heartbeat(
             session_id=cur.session_id if cur else None,
             state=cur.state if cur else "idle",  # type: ignore[arg-type]
             server_time_s=round(time.monotonic(), 4),
         ).model_dump_json()
 
+    def _publisher(self, patient_id: str | None) -> Callable[[str], None]:
+        if patient_id is None:
+            return self.broadcaster.publish
+        return functools.partial(self.broadcaster.publish, topic=patient_id)
+
     def _publish_status(self, session: LiveSession) -> None:
-        if session is self.current:
+        if session.recorder is not None:
+            session.recorder.on_change(session)
+        pid = session.patient_id
+        if pid is not None:
+            if self.by_patient.get(pid) is session:
+                self.broadcaster.publish(self.status_message(pid), topic=pid)
+        elif session is self.current:
             self.broadcaster.publish(self.status_message())
 
     async def shutdown(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.practice_models import PracticeStart, ProgramEventModel, ProgramFrame
 from feedback.exercise import (
     HOLD_MAX_S,
     REPS_PER_SET_MAX,
@@ -64,6 +65,11 @@ class Trace(_Strict):
     t_s: list[float] = Field(default_factory=list, description="host monotonic time, s")
     flexion_deg: list[float | None] = Field(default_factory=list)
     pelvic_tilt_deg: list[float | None] = Field(default_factory=list)
+    gaps: list[int] = Field(
+        default_factory=list,
+        description="indices into `t_s` of samples that follow lost samples (a BLE link drop, "
+        "a counter jump): do not draw or interpolate across the step into them",
+    )
 
 
 class Target(_Strict):
@@ -114,6 +120,10 @@ class SensorHealthModel(_Strict):
     silent: bool = False
     status: str = "idle"
     message: str = ""
+    family: str = Field("", description="BLE device family id (e.g. witmotion); empty otherwise")
+    reconnects: int = Field(0, description="link losses this session that were reconnected or "
+                            "are being reconnected")
+    retry_in_s: float | None = Field(None, description="while reconnecting: next attempt in s")
 
 
 class Sensors(_Strict):
@@ -129,6 +139,30 @@ class FeedbackEventModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str
+
+
+class StorageHealth(_Strict):
+    """Is this session being stored, and safely (api/recording.py)? Live feedback never waits
+    for storage: when it fails, `healthy` is false, `last_error` says why and what to do, and
+    the data waits in memory (bounded: `dropped_samples` counts what no longer fit)."""
+
+    recording: bool = Field(description="the session's samples, angles and events are stored")
+    recording_id: str | None = Field(None, description="the stored session (/api/recordings/{id})")
+    analysis_of: str | None = Field(
+        None, description="a replay: its results become a new analysis of this stored session "
+        "when it ends")
+    analysis_id: int | None = Field(None, description="that analysis, once stored")
+    healthy: bool = Field(True, description="false: storage is failing (see last_error)")
+    error_kind: str | None = Field(None, description="full / read_only / schema / error")
+    last_error: str | None = None
+    stored_samples: int = Field(0, description="samples committed to disk so far")
+    pending_samples: int = Field(0, description="samples waiting in memory")
+    dropped_samples: int = Field(0, description="samples lost because storage failed too long")
+    stored_until_s: float | None = Field(
+        None, description="`t_s` of the newest sample stored of both sensors (host time base)")
+    received_until_s: float | None = Field(
+        None, description="`t_s` of the newest sample received from the source")
+    closed: bool = Field(False, description="the recording is finished")
 
 
 # ---------------------------------------------------------------------------- WS messages
@@ -152,6 +186,20 @@ class LiveFrame(_Strict):
     calibration: Calibration
     sensors: Sensors
     events: list[FeedbackEventModel] = Field(default_factory=list)
+    gap: bool = Field(
+        False, description="samples were lost since the previous frame (see `trace.gaps`); a "
+        "repetition under way across the gap is interrupted, not scored",
+    )
+    program: ProgramFrame | None = Field(
+        None, description="graded practice (day's program or baseline assessment) in this "
+        "session; null when it runs the single flexion exercise (api/practice_models.py)",
+    )
+    program_events: list[ProgramEventModel] = Field(
+        default_factory=list, description="practice events since the previous frame",
+    )
+    storage: StorageHealth | None = Field(
+        None, description="recording health; null when the service stores nothing",
+    )
 
 
 class Heartbeat(_Strict):
@@ -187,6 +235,9 @@ class SessionStatus(_Strict):
     sensors: Sensors = Field(default_factory=Sensors)
     clients: int = Field(0, description="connected live clients")
     dropped_frames: int = Field(0, description="frames dropped for slow clients, total")
+    storage: StorageHealth | None = Field(
+        None, description="recording health; null when the service stores nothing",
+    )
 
 
 class SessionSummary(_Strict):
@@ -205,9 +256,64 @@ class StatusMessage(_Strict):
 # ---------------------------------------------------------------------------- REST models
 
 
+BLE_ADDRESS_PATTERN = (
+    r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"  # MAC (Linux/BlueZ, Windows)
+    r"|^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"  # macOS
+)
+"""A sensor's address as bleak reports it: a MAC, or CoreBluetooth's per-host UUID on macOS."""
+
+BLE_RATE_MIN_HZ = 10.0
+BLE_RATE_MAX_HZ = 500.0
+_SIMULATOR_FIELDS = ("script", "n_reps", "amplitude_deg", "calibration_deg", "speed", "realtime",
+                     "loop", "seed")
+_BLE_FIELDS = ("upper", "lower", "rate_hz")
+_REPLAY_FIELDS = ("session_id", "speed", "realtime")
+
+
+def normalise_address(address: str | None) -> str | None:
+    """Upper-case hex, surrounding spaces removed (bleak reports MACs upper-case on Linux)."""
+    return None if address is None else address.strip().upper()
+
+
+def check_roles(upper: str | None, lower: str | None) -> None:
+    """Both or neither, and two different sensors (raises ValueError with a readable text)."""
+    if (upper is None) != (lower is None):
+        raise ValueError("give both upper and lower sensor addresses (or neither, to use the "
+                         "sensors remembered on this host)")
+    if upper is not None and upper == lower:
+        raise ValueError("upper and lower must be two different sensors")
+
+
 class StartSessionRequest(_Strict):
-    source: Literal["simulated"] = Field(
-        "simulated", description="sensor source; only the simulated patient for now"
+    """Start a session on the simulated patient (`source: simulated`, the default) or on two
+    BLE sensors (`source: ble` with `upper` and `lower`). Options of the other source are
+    refused rather than silently ignored."""
+
+    source: Literal["simulated", "ble", "replay"] = Field(
+        "simulated",
+        description="sensor source: `simulated` (the simulated patient), `ble` (two BLE IMUs) "
+        "or `replay` (a stored session, `session_id`; with `speed`, `realtime`). "
+        "When omitted, a server started with BLE sensors (`lumbo serve --upper/--lower`, "
+        "`--ble`) uses them",
+    )
+    session_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        description="replay: the stored session (or a unique prefix of its id) to replay; its "
+        "results are stored as a new analysis of it",
+    )
+    upper: str | None = Field(
+        None, pattern=BLE_ADDRESS_PATTERN, examples=["C0:1D:B0:00:00:01"],
+        description="ble: address of the sensor at the thoracolumbar junction (T12/L1); omit "
+        "upper and lower to use the sensors remembered on this host",
+    )
+    lower: str | None = Field(
+        None, pattern=BLE_ADDRESS_PATTERN, examples=["C0:1D:B0:00:00:02"],
+        description="ble: address of the sensor on the sacrum (S2)",
+    )
+    rate_hz: float = Field(
+        100.0, ge=BLE_RATE_MIN_HZ, le=BLE_RATE_MAX_HZ,
+        description="ble: sample rate to configure; a family without it streams at its next "
+        "faster rate",
     )
     script: Literal["demo", "flexion_reps"] = Field(
         "demo", description="simulated movement script"
@@ -231,6 +337,98 @@ class StartSessionRequest(_Strict):
     reps_per_set: int | None = Field(
         None, ge=1, le=REPS_PER_SET_MAX, description="repetitions per set; default: the level's"
     )
+    practice: PracticeStart | None = Field(
+        None, description="run graded practice (the patient's day's program, or the baseline "
+        "assessment) instead of the single flexion exercise",
+    )
+
+    @model_validator(mode="after")
+    def _source_options(self) -> StartSessionRequest:
+        given = self.model_fields_set
+        if self.source == "replay":
+            wrong = [f for f in (*_BLE_FIELDS, *_SIMULATOR_FIELDS) if f in given
+                     and f not in _REPLAY_FIELDS]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)} do not apply to source 'replay'")
+            if self.session_id is None:
+                raise ValueError("source 'replay' needs session_id")
+            return self
+        if "session_id" in given:
+            raise ValueError("session_id applies to source 'replay' only")
+        if self.source == "simulated":
+            wrong = [f for f in _BLE_FIELDS if f in given]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)} apply to source 'ble' only")
+        else:
+            wrong = [f for f in _SIMULATOR_FIELDS if f in given]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)} apply to source 'simulated' only")
+            if self.upper is not None:
+                self.upper = normalise_address(self.upper)
+            if self.lower is not None:
+                self.lower = normalise_address(self.lower)
+            check_roles(self.upper, self.lower)
+        return self
+
+
+class ScannedSensor(_Strict):
+    """A supported sensor seen advertising during a scan."""
+
+    name: str = Field(description="advertised name")
+    address: str = Field(description="address to use as `upper`/`lower`")
+    rssi: int | None = Field(None, description="signal strength, dBm (closer to 0 is stronger)")
+    family: str | None = Field(None, description="device family id; null when unsupported")
+    display_name: str = Field("", description="device family in words, e.g. 'WitMotion WT901BLE'")
+    battery_pct: float | None = Field(
+        None, description="battery, percent: from the advertisement where the sensor sends it, "
+        "else as last seen in a session on this host (`battery_from` says which)",
+    )
+    battery_from: Literal["advertisement", "last_session"] | None = None
+    role: Literal["upper", "lower"] | None = Field(
+        None, description="the role this sensor is remembered for on this host"
+    )
+
+
+class RememberedSensor(_Strict):
+    address: str
+    name: str = ""
+    family: str | None = None
+    battery_pct: float | None = None
+
+
+class SensorRoles(_Strict):
+    """The sensors assigned to the two roles on this host, remembered between sessions."""
+
+    upper: RememberedSensor | None = Field(None, description="at T12/L1")
+    lower: RememberedSensor | None = Field(None, description="on the sacrum (S2)")
+    rate_hz: float = Field(100.0, description="sample rate used with them")
+    updated: str | None = Field(None, description="wall-clock ISO 8601 time of the assignment")
+    default_source: Literal["simulated", "ble"] = Field(
+        "simulated", description="what a start request without `source` uses on this server"
+    )
+
+
+class ScanResult(_Strict):
+    sensors: list[ScannedSensor] = Field(
+        default_factory=list, description="supported sensors, strongest signal first"
+    )
+    timeout_s: float
+    roles: SensorRoles
+
+
+class AssignRolesRequest(_Strict):
+    """Assign two sensors to `upper` (T12/L1) and `lower` (S2) without starting a session."""
+
+    upper: str = Field(pattern=BLE_ADDRESS_PATTERN)
+    lower: str = Field(pattern=BLE_ADDRESS_PATTERN)
+    rate_hz: float = Field(100.0, ge=BLE_RATE_MIN_HZ, le=BLE_RATE_MAX_HZ)
+
+    @model_validator(mode="after")
+    def _two_sensors(self) -> AssignRolesRequest:
+        self.upper = normalise_address(self.upper) or ""
+        self.lower = normalise_address(self.lower) or ""
+        check_roles(self.upper, self.lower)
+        return self
 
 
 class TargetRequest(_Strict):

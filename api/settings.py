@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schema import StartSessionRequest
+from api.auth.config import AuthSettings
+from api.schema import BLE_ADDRESS_PATTERN, BLE_RATE_MAX_HZ, BLE_RATE_MIN_HZ, StartSessionRequest
 
 
 class Settings(BaseModel):
@@ -23,6 +26,24 @@ class Settings(BaseModel):
     autostart: StartSessionRequest | None = Field(
         None, description="session started with the app (lumbo demo)"
     )
+    default_source: Literal["simulated", "ble"] = Field(
+        "simulated", description="what a start request without `source` uses (the pages' Start): "
+        "`ble` after `lumbo serve --ble` or `--upper/--lower`",
+    )
+    ble_upper: str | None = Field(None, pattern=BLE_ADDRESS_PATTERN,
+                                  description="upper sensor given on the command line")
+    ble_lower: str | None = Field(None, pattern=BLE_ADDRESS_PATTERN,
+                                  description="lower sensor given on the command line")
+    ble_rate_hz: float = Field(100.0, ge=BLE_RATE_MIN_HZ, le=BLE_RATE_MAX_HZ,
+                               description="BLE sample rate for sessions that do not name one")
+    data_dir: Path | None = Field(
+        None, description="where sensors.json remembers the sensor roles; None: in memory only "
+        "(from_env: $LUMBO_DATA_DIR, else ~/.local/share/lumbo)",
+    )
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings, description="accounts and access (api/auth/config.py); "
+        "the accounts live in data_dir's database (in memory when data_dir is None)",
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -37,5 +58,9 @@ class Settings(BaseModel):
             env["allowed_origins"] = [
                 o.strip() for o in os.environ["LUMBO_ALLOWED_ORIGINS"].split(",") if o.strip()
             ]
+        if "data_dir" not in overrides:
+            from recordings.paths import default_data_dir  # the recordings' data directory
+
+            env["data_dir"] = default_data_dir()
         env.update(overrides)
         return cls.model_validate(env)

@@ -139,6 +139,18 @@ class ExerciseStarted(ProgramEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class LevelChanged(ProgramEvent):
+    """The therapist changed an exercise's level during the session (`change_level`)."""
+
+    exercise_id: str
+    from_level: int
+    level: int
+    restarted: bool  # the exercise was running and starts again at the new level
+    cue: Cue
+    type: ClassVar[str] = "level_changed"
+
+
+@dataclass(frozen=True, slots=True)
 class ProgramCompleted(ProgramEvent):
     outcome: SessionOutcome
     cue: Cue
@@ -277,6 +289,49 @@ class ProgramRunner:
     def skip_rest(self) -> None:
         if self._engine is not None:
             self._engine.skip_rest()
+
+    def change_level(self, exercise_id: str, level: int) -> list[FeedbackEvent]:
+        """The therapist sets `exercise_id` to `level` mid-session. Stages not started yet use the
+        new level; a running stage of that exercise starts again at the new level (its finished
+        blocks are kept for the record, its first block without the rest); finished stages stay
+        as they were. ProgramError (nothing changed) if the exercise is not in the program or the
+        level does not resolve for this baseline."""
+        where = [i for i, it in enumerate(self.program.items) if it.exercise_id == exercise_id]
+        if not where:
+            raise ProgramError(f"{exercise_id!r} is not in today's program")
+        ex = self.library[exercise_id]
+        try:
+            resolve(ex, ex.level(level), self.baseline)
+        except (KeyError, ValueError) as exc:
+            raise ProgramError(f"{exercise_id}: {exc}") from None
+        old = self.program.items[where[0]].level
+        items = list(self.program.items)
+        for i in where:
+            items[i] = replace(items[i], level=level)
+        self.program = replace(self.program, items=tuple(items))
+        fresh = self._stages()
+        cur = self._stage_i
+        stages = list(self.stages)
+        for j in range(max(cur + 1, 0), len(stages)):
+            stages[j] = fresh[j]
+        restarted = False
+        t = self._time_s or 0.0
+        out: list[FeedbackEvent] = []
+        running = (not self._done and self._engine is not None and 0 <= cur < len(stages)
+                   and self.program.items[stages[cur].item_index].exercise_id == exercise_id)
+        if running:
+            first = fresh[cur].plan
+            stages[cur] = replace(fresh[cur], plan=_with_first_rest(first, 0.0))
+        self.stages = tuple(stages)
+        text = f"Your therapist set {ex.name} to level {level}"
+        out.append(LevelChanged(t, exercise_id, old, level, running, Cue(text, text)))
+        if running:
+            assert self._engine is not None
+            self._blocks += self._engine.blocks
+            self._start_stage(cur, t, out)
+            restarted = True
+        assert restarted == running
+        return out
 
     # -- outputs ------------------------------------------------------------------------------
     @property

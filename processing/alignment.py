@@ -21,13 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from processing import quaternion as qt
 from processing.orientation import OrientationBatch
 
 
 @dataclass(frozen=True)
 class AlignmentParams:
-    max_wait_s: float = 30.0
+    max_wait_s: float = 60.0
     """How far (in its own time) one sensor may run ahead of the other before old samples drop."""
 
 
@@ -77,27 +76,31 @@ _FIELDS = ("time_s", "q_lower", "q_upper", "gyr_lower", "gyr_upper", "acc_lower"
 
 
 class _Buffer:
-    """Samples of one sensor: time, quaternion, [gyr, acc], gap flag."""
+    """Samples of one sensor: time, the rows [quaternion, gyr, acc] of one (10, N) array (each
+    component contiguous), gap flag."""
 
     def __init__(self) -> None:
         self.t = np.empty(0)
-        self.q = np.empty((0, 4))
-        self.v = np.empty((0, 6))
+        self.x = np.empty((10, 0))
         self.g = np.empty(0, dtype=bool)
 
     def push(self, ob: OrientationBatch) -> None:
-        v = np.hstack((ob.gyr, ob.acc))
-        if self.t.size == 0:
-            self.t, self.q, self.v, self.g = ob.time_s, ob.quat, v, ob.gap_before
+        old = self.x.shape[1]
+        x = np.empty((10, old + len(ob)))
+        x[:, :old] = self.x
+        x[:4, old:] = ob.quat.T
+        x[4:7, old:] = ob.gyr.T
+        x[7:, old:] = ob.acc.T
+        self.x = x
+        if old == 0:
+            self.t, self.g = ob.time_s, ob.gap_before
         else:
             self.t = np.concatenate((self.t, ob.time_s))
-            self.q = np.concatenate((self.q, ob.quat))
-            self.v = np.concatenate((self.v, v))
             self.g = np.concatenate((self.g, ob.gap_before))
 
     def drop_first(self, n: int) -> None:
         if n > 0:
-            self.t, self.q, self.v, self.g = self.t[n:], self.q[n:], self.v[n:], self.g[n:]
+            self.t, self.x, self.g = self.t[n:], self.x[:, n:], self.g[n:]
 
     def __len__(self) -> int:
         return int(self.t.size)
@@ -141,8 +144,40 @@ class Aligner:
             i = j = np.zeros(m, dtype=np.int64)
             u = np.zeros(m)
         valid = (i_raw >= 0) & (~up.g[j] | (tl == up.t[i]) | (tl == up.t[j]))
-        q = qt.slerp(up.q[i], up.q[j], u)
-        v = up.v[i] + u[:, None] * (up.v[j] - up.v[i])
+        # nlerp of the quaternions (as `quaternion.nlerp`), linear interpolation of the vectors,
+        # in one pass over the rows [q, gyr, acc]
+        i0 = int(i[0])
+        if n_u >= 2 and int(i[-1]) - i0 == m - 1 and (m < 2 or not (np.diff(i) - 1).any()):
+            # the usual case (same rates, nothing lost): the brackets are consecutive columns
+            xi, xj = up.x[:, i0:i0 + m], up.x[:, i0 + 1:i0 + 1 + m].copy()
+        else:
+            xi, xj = up.x[:, i], up.x[:, j]
+        qi, qj = xi[:4], xj[:4]
+        dot = qi[0] * qj[0]
+        dot += qi[1] * qj[1]
+        dot += qi[2] * qj[2]
+        dot += qi[3] * qj[3]
+        neg = dot < 0.0
+        if neg.any():
+            qj[:, neg] *= -1.0
+        xj -= xi
+        xj *= u
+        xj += xi
+        norm = np.multiply(qj[0], qj[0], out=dot)
+        norm += qj[1] * qj[1]
+        norm += qj[2] * qj[2]
+        norm += qj[3] * qj[3]
+        qj /= np.sqrt(norm, out=norm)
+        xl, xu = lo.x[:, :m].T, xj.T  # (m, 10) views
+        if valid.all():  # the usual case: no copies
+            gap = lo.g[:m].copy()
+            gap[0] |= self._dropped
+            self._dropped = False
+            frames = AlignedFrames(tl, xl[:, :4], xu[:, :4], xl[:, 4:7], xu[:, 4:7], xl[:, 7:],
+                                   xu[:, 7:], gap)
+            up.drop_first(int(max(i_raw[-1], 0)))
+            lo.drop_first(m)
+            return frames
 
         # flag the first frame after dropped ones
         inv_before = np.cumsum(~valid) - (~valid)  # invalid candidates strictly before each one
@@ -156,10 +191,9 @@ class Aligner:
             self._dropped = bool(not valid[-1])
         else:
             self._dropped = self._dropped or m > 0
-        frames = AlignedFrames(
-            tl[vi], lo.q[:m][vi], q[vi], lo.v[:m][vi, :3], v[vi, :3], lo.v[:m][vi, 3:], v[vi, 3:],
-            gap,
-        )
+        xl, xu = xl[vi], xu[vi]
+        frames = AlignedFrames(tl[vi], xl[:, :4], xu[:, :4], xl[:, 4:7], xu[:, 4:7], xl[:, 7:],
+                               xu[:, 7:], gap)
         # keep the left bracket of the last aligned lower sample: later ones cannot need older
         up.drop_first(int(max(i_raw[-1], 0)))
         lo.drop_first(m)

@@ -61,8 +61,9 @@ class CalibrationParams:
     """Quiet: every bias-free gyroscope norm within a block below this, both sensors."""
     quiet_acc_m_s2: float = 1.0
     """Quiet: accelerometer norm within this of g, both sensors."""
-    quiet_tilt_deg: float = 3.0
-    """Quiet: each sensor's up direction within this of where the quiet period started."""
+    quiet_tilt_deg: float = 5.0
+    """Quiet: each sensor's up direction within this of where the quiet period started (postural
+    sway moves it by up to 2–3° in people who sway a lot; a bend moves it by far more)."""
     bend_min_deg: float = 15.0
     """A bend: the upper sensor's inclination changes at least this much."""
     return_max_deg: float = 7.0
@@ -188,9 +189,10 @@ def _neutral_checks(n: AlignedFrames, params: CalibrationParams,
     if len(n) < 2 or n.time_s[-1] - n.time_s[0] < 0.5 * params.min_quiet_s:
         raise CalibrationError(f"Neutral standing too short. {REDO_NEUTRAL}")
     quality["neutral_duration_s"] = float(n.time_s[-1] - n.time_s[0])
-    for role, gyr, q in (("lower", n.gyr_lower, n.q_lower), ("upper", n.gyr_upper, n.q_upper)):
+    for role, gyr, acc in (("lower", n.gyr_lower, n.acc_lower),
+                           ("upper", n.gyr_upper, n.acc_upper)):
         rms = float(np.sqrt(np.mean(np.sum(gyr**2, axis=1))))
-        up = qt.up_in_body(q)
+        up = acc / np.linalg.norm(acc, axis=1, keepdims=True)  # see `_up`
         m = up.mean(axis=0)
         m /= np.linalg.norm(m)
         sd = float(np.degrees(np.sqrt(np.mean(np.arccos(np.clip(up @ m, -1, 1)) ** 2))))

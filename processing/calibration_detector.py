@@ -4,7 +4,8 @@ Works on aligned frames (both sensors at the lower sensor's times) cut into bloc
 `CalibrationParams.block_s` on a fixed grid of the time axis. A block is evaluated only once a
 frame after it has arrived, from all of its frames at once, so the result does not depend on how
 the stream was cut into batches. Per block and sensor: the largest bias-free gyroscope norm, the
-largest deviation of the accelerometer norm from g, and the mean up direction (sensor frame).
+largest deviation of the accelerometer norm from g, and the mean up direction (sensor frame)
+from the accelerometer (right from the first sample, unlike the filter's converging inclination).
 
 States (the patient-facing phase in brackets):
 - HOLD ("hold_still"): waiting for `min_quiet_s` of quiet blocks on both sensors: gyroscope and
@@ -31,7 +32,6 @@ from typing import Literal
 
 import numpy as np
 
-from processing import quaternion as qt
 from processing.alignment import AlignedFrames
 from processing.calibration import REDO_FURTHER, REDO_NEUTRAL, CalibrationParams
 
@@ -85,8 +85,11 @@ def _block_features(f: AlignedFrames, index: np.ndarray, p: CalibrationParams) -
     quiet = ((np.maximum.reduceat(gyr, starts) < p.quiet_gyr_rad_s)
              & (np.maximum.reduceat(acc, starts) < p.quiet_acc_m_s2))
     ups = []
-    for q in (f.q_lower, f.q_upper):
-        u = np.add.reduceat(qt.up_in_body(q), starts, axis=0)
+    # the accelerometer's direction, not the orientation filter's: in the first seconds the
+    # filter's inclination still converges (its bias estimate is not there yet), the
+    # accelerometer at rest is right at once; the slow calibration bend accelerates it little
+    for a in (f.acc_lower, f.acc_upper):
+        u = np.add.reduceat(a, starts, axis=0)
         ups.append(u / np.linalg.norm(u, axis=1, keepdims=True))
     return _Blocks(index[starts], quiet, ups[0], ups[1])
 

@@ -70,6 +70,20 @@ def sagittal_inclination(q: np.ndarray) -> np.ndarray:
     return np.arcsin(np.clip(-r20, -1.0, 1.0))
 
 
+def sagittal_inclination_rate(q: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    """Rate (rad/s) of `sagittal_inclination` from the segment-frame angular velocity.
+
+    With R = Rz(ψ)·Ry(θ)·Rx(φ) the body-frame angular velocity gives θ̇ = cos φ ω_y − sin φ ω_z,
+    and cos φ, sin φ ∝ R[2,2], R[2,1].
+    """
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    r21 = 2.0 * (y * z + w * x)
+    r22 = 1.0 - 2.0 * (x * x + y * y)
+    c = np.sqrt(r21 * r21 + r22 * r22)
+    c = np.where(c < 1e-9, 1e-9, c)
+    return (r22 * omega[..., 1] - r21 * omega[..., 2]) / c
+
+
 def angle_rates(lateral: np.ndarray, rotation: np.ndarray,
                 omega_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rates (rad/s) of (flexion, lateral, rotation) from the relative angular velocity.
@@ -101,25 +115,128 @@ class LumbarKinematics:
     lateral_bend_velocity: np.ndarray
     axial_rotation_velocity: np.ndarray
     lumbar_angular_speed: np.ndarray
+    pelvic_tilt_velocity: np.ndarray
+    upper_inclination_velocity: np.ndarray
+
+
+def _inclination_and_rate(q: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`sagittal_inclination` and `sagittal_inclination_rate` from shared terms."""
+    qw, qx, qy, qz = q.T
+    r20 = qx * qz
+    r20 -= qw * qy
+    r20 *= -2.0  # −r20
+    np.clip(r20, -1.0, 1.0, out=r20)
+    r21 = qy * qz
+    r21 += qw * qx
+    r21 *= 2.0
+    r22 = qx * qx
+    r22 += qy * qy
+    r22 *= -2.0
+    r22 += 1.0
+    c = r21 * r21
+    c += r22 * r22
+    np.sqrt(c, out=c)
+    np.maximum(c, 1e-9, out=c)
+    wt = w.T
+    rate = r22 * wt[1]
+    rate -= r21 * wt[2]
+    rate /= c
+    return np.arcsin(r20, out=r20), rate
 
 
 def lumbar_kinematics(q_lower: np.ndarray, q_upper: np.ndarray, w_lower: np.ndarray,
                       w_upper: np.ndarray) -> LumbarKinematics:
     """Lumbar kinematics from segment-to-earth quaternions (one common earth frame, identity in
-    neutral) and segment-frame angular velocities (rad/s)."""
-    q_rel = qt.multiply(qt.conjugate(q_lower), q_upper)
-    flexion, lateral, rotation = decompose_yxz(q_rel)
+    neutral) and segment-frame angular velocities (rad/s).
+
+    Written on the elements of R_rel (the same formulas as `decompose_yxz` and `angle_rates`,
+    with sin/cos of the angles taken from the matrix instead of recomputed): this runs on every
+    frame, and each numpy pass over the arrays counts (hence the in-place arithmetic).
+    """
+    lw, lx, ly, lz = q_lower.T
+    uw, ux, uy, uz = q_upper.T
+    # q_rel = conj(q_lower) ⊗ q_upper
+    w = lw * uw
+    w += lx * ux
+    w += ly * uy
+    w += lz * uz
+    x = lw * ux
+    x -= lx * uw
+    x -= ly * uz
+    x += lz * uy
+    y = lw * uy
+    y += lx * uz
+    y -= ly * uw
+    y -= lz * ux
+    z = lw * uz
+    z -= lx * uy
+    z += ly * ux
+    z -= lz * uw
+    # the doubled products: r.. = 2·(...) without a separate pass for the factor 2
+    x2, y2, z2 = x + x, y + y, z + z
+    xx, yy, zz = x * x2, y * y2, z * z2
+    xy, xz, yz = x * y2, x * z2, y * z2
+    wx, wy, wz = w * x2, w * y2, w * z2
+    r00 = yy + zz
+    np.subtract(1.0, r00, out=r00)
+    r01 = xy - wz
+    r02 = xz + wy
+    r10 = xy + wz
+    r11 = xx + zz
+    np.subtract(1.0, r11, out=r11)
+    r12 = np.subtract(yz, wx, out=yz)
+    r20 = np.subtract(xz, wy, out=xz)
+    r21 = np.add(wx, y2 * z, out=wx)  # yz was reused for r12
+    r22 = xx + yy
+    np.subtract(1.0, r22, out=r22)
+    flexion = np.arctan2(r02, r22)
+    lateral = np.negative(r12, out=xy)
+    np.clip(lateral, -1.0, 1.0, out=lateral)
+    np.arcsin(lateral, out=lateral)
+    rotation = np.arctan2(r10, r11)
+    np.negative(rotation, out=rotation)
     # ω_rel = ω_upper − R_relᵀ ω_lower
-    w_rel = w_upper - qt.rotate(qt.conjugate(q_rel), w_lower)
-    f_dot, l_dot, r_dot = angle_rates(lateral, rotation, w_rel)
+    a0, a1, a2 = w_lower.T
+    b0, b1, b2 = w_upper.T
+    t = np.empty_like(w)
+
+    def rel(b: np.ndarray, c0: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
+        o = np.multiply(c0, a0)
+        o += np.multiply(c1, a1, out=t)
+        o += np.multiply(c2, a2, out=t)
+        return np.subtract(b, o, out=o)
+
+    ox = rel(b0, r00, r10, r20)
+    oy = rel(b1, r01, r11, r21)
+    oz = rel(b2, r02, r12, r22)
+    # angle_rates with sin c = r10/cos b, cos c = r11/cos b, sin b = −r12 (c = −rotation)
+    cb2 = r10 * r10
+    cb2 += np.multiply(r11, r11, out=t)
+    np.maximum(cb2, 1e-18, out=cb2)
+    f_dot = r10 * ox
+    f_dot += np.multiply(r11, oy, out=t)
+    f_dot /= cb2
+    l_dot = r11 * ox
+    l_dot -= np.multiply(r10, oy, out=t)
+    l_dot /= np.sqrt(cb2, out=cb2)
+    r_dot = r12 * f_dot
+    r_dot -= oz
+    speed = ox * ox
+    speed += np.multiply(oy, oy, out=t)
+    speed += np.multiply(oz, oz, out=t)
+    np.sqrt(speed, out=speed)
+    tilt, tilt_rate = _inclination_and_rate(q_lower, w_lower)
+    incl, incl_rate = _inclination_and_rate(q_upper, w_upper)
     return LumbarKinematics(
         flexion=flexion,
         lateral_bend=lateral,
         axial_rotation=rotation,
-        pelvic_tilt=sagittal_inclination(q_lower),
-        upper_inclination=sagittal_inclination(q_upper),
+        pelvic_tilt=tilt,
+        upper_inclination=incl,
         flexion_velocity=f_dot,
         lateral_bend_velocity=l_dot,
         axial_rotation_velocity=r_dot,
-        lumbar_angular_speed=np.linalg.norm(w_rel, axis=-1),
+        lumbar_angular_speed=speed,
+        pelvic_tilt_velocity=tilt_rate,
+        upper_inclination_velocity=incl_rate,
     )

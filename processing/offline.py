@@ -4,7 +4,7 @@ The recording is cut into chunks of `chunk_s` on its time axis, both sensors chu
 neither sensor runs ahead of the other by more than the aligner waits), and fed to the very same
 pipeline object a live session uses, so offline and live angles agree (to float rounding; tests
 hold them to 0.01°). Larger chunks only amortise per-call overhead (10 s: ~1.5 M samples/s on
-one core). If calibration happened later than the pipeline's pre-calibration buffer reaches, the
+one core; 30 s chunks are the default). If calibration happened later than the pipeline's pre-calibration buffer reaches, the
 recording is analysed a second time with the calibration found (same orientation run, so the
 calibration's heading holds) to give angles from the start.
 """
@@ -12,12 +12,13 @@ calibration's heading holds) to give angles from the start.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from processing.calibration import Calibration, CalibrationError
 from processing.pipeline import AngleBatch, CalibrationWindows, LumbarPipeline, PipelineParams
+from processing.segmentation import Repetition
 from sensors.samples import SampleBatch
 
 
@@ -25,6 +26,7 @@ from sensors.samples import SampleBatch
 class OfflineAnalysis:
     angles: AngleBatch
     calibration: Calibration
+    repetitions: list[Repetition] = field(default_factory=list)
 
 
 def _slice(b: SampleBatch, i0: int, i1: int, gap: bool) -> SampleBatch:
@@ -96,13 +98,18 @@ def analyze_detailed(
     params: PipelineParams = PipelineParams(),
     calibration: Calibration | CalibrationWindows | None = None,
     *,
-    chunk_s: float = 10.0,
+    chunk_s: float = 30.0,
+    targets: Mapping[str, float] | None = None,
 ) -> OfflineAnalysis:
-    """Angles of a whole recording and the calibration used; raises `CalibrationError` when no
-    usable calibration movement was found (or the given windows are unusable)."""
+    """Angles of a whole recording, the calibration used and the repetitions (with the
+    repositioning error against `targets`, degrees per direction); raises `CalibrationError` when
+    no usable calibration movement was found (or the given windows are unusable)."""
     chunk_s = min(chunk_s, params.alignment.max_wait_s / 2)  # neither sensor may run far ahead
     stream = chunked(batches, chunk_s)
     pipe = LumbarPipeline(params, calibration)
+    for direction, deg in (targets or {}).items():
+        if pipe.segmenter is not None:
+            pipe.segmenter.set_target(direction, deg)
     parts = [pipe.update(b) for b in stream]
     if pipe.calibration is None:
         if pipe.last_calibration_failure is not None:
@@ -116,8 +123,9 @@ def analyze_detailed(
     if (len(angles) and lower_t0 is not None and not isinstance(calibration, Calibration)
             and angles.time_s[0] > lower_t0 + 1.0):
         # calibrated late: the buffer had let the start go; again with the calibration found
-        return analyze_detailed(stream, params, pipe.calibration, chunk_s=chunk_s)
-    return OfflineAnalysis(angles, pipe.calibration)
+        return analyze_detailed(stream, params, pipe.calibration, chunk_s=chunk_s,
+                                targets=targets)
+    return OfflineAnalysis(angles, pipe.calibration, pipe.finish())
 
 
 def analyze(
@@ -125,7 +133,7 @@ def analyze(
     params: PipelineParams = PipelineParams(),
     calibration: Calibration | CalibrationWindows | None = None,
     *,
-    chunk_s: float = 10.0,
+    chunk_s: float = 30.0,
 ) -> AngleBatch:
     """Lumbar angles of a whole recording (see `analyze_detailed`)."""
     return analyze_detailed(batches, params, calibration, chunk_s=chunk_s).angles

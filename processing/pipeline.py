@@ -1,24 +1,27 @@
 """The streaming pipeline: sample batches of both sensors in, lumbar angles out.
 
-    SampleBatch ─► OrientationFilter (VQF, per sensor) ─► Aligner (upper at lower times)
-        ─► [before calibration: bounded buffer + CalibrationDetector ─► calibrate()]
-        ─► Calibration.apply ─► lumbar_kinematics ─► AngleBatch
+    SampleBatch ─► PairedOrientation (VQF per sensor, joint rest bias) ─► Aligner (upper at
+        lower times) ─► [before calibration: bounded buffer + CalibrationDetector ─► calibrate()]
+        ─► calibration transforms ─► HeadingDriftCorrector (relative heading, neutral stance)
+        ─► lumbar_kinematics ─► AngleBatch ─► Segmenter (repetitions, smoothness)
 
 Every stage keeps explicit state and gives the same output however the stream is cut into batches
 (see each module), so `processing.offline.analyze` drives this very object over whole recordings.
 Angles come at the lower sensor's sample times, only once calibrated. Until then the aligned frames
 of the last `pre_calibration_buffer_s` are kept, and when calibration succeeds their angles are
 emitted too, so that a recording gets angles from its start. Memory stays bounded: the buffer holds
-at most that much, and after calibration nothing accumulates.
+at most that much, and after calibration nothing accumulates (repetitions wait in a bounded list
+for `pop_repetitions`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from processing.alignment import AlignedFrames, Aligner, AlignmentParams
+from processing.angles import AngleBatch
 from processing.calibration import (
     Calibration,
     CalibrationError,
@@ -32,8 +35,12 @@ from processing.calibration_detector import (
     Failed,
     Found,
 )
+from processing.heading import HeadingDriftCorrector, HeadingParams
 from processing.kinematics import lumbar_kinematics
-from processing.orientation import OrientationFilter, OrientationParams
+from processing.orientation import OrientationParams
+from processing.rest_bias import RestBiasParams
+from processing.segmentation import Repetition, SegmentationParams, Segmenter
+from processing.sensor_pair import PairedOrientation
 from sensors.samples import SampleBatch
 
 
@@ -42,6 +49,12 @@ class PipelineParams:
     orientation: OrientationParams = field(default_factory=OrientationParams)
     alignment: AlignmentParams = field(default_factory=AlignmentParams)
     calibration: CalibrationParams = field(default_factory=CalibrationParams)
+    rest: RestBiasParams = field(default_factory=RestBiasParams)
+    heading: HeadingParams = field(default_factory=HeadingParams)
+    segmentation: SegmentationParams | None = field(default_factory=SegmentationParams)
+    """Repetition detection on the angles (None: off)."""
+    max_pending_repetitions: int = 1000
+    """Repetitions kept for `pop_repetitions` (the oldest go first)."""
     pre_calibration_buffer_s: float = 60.0
     """Aligned frames kept before calibration (their angles are emitted once calibrated); never
     less than the calibration windows can span (`CalibrationParams.neutral_max_s` +
@@ -65,47 +78,6 @@ class CalibrationWindows:
 _DEG = 180.0 / np.pi
 
 
-@dataclass(frozen=True)
-class AngleBatch:
-    """Lumbar angles at the lower sensor's sample times; equal-length arrays."""
-
-    time_s: np.ndarray
-    flexion_deg: np.ndarray
-    lateral_bend_deg: np.ndarray
-    axial_rotation_deg: np.ndarray
-    pelvic_tilt_deg: np.ndarray
-    upper_inclination_deg: np.ndarray
-    """Sagittal inclination of the upper segment (its x axis below horizontal), > 0 forward."""
-    flexion_velocity_deg_s: np.ndarray
-    lateral_bend_velocity_deg_s: np.ndarray
-    axial_rotation_velocity_deg_s: np.ndarray
-    lumbar_angular_speed_deg_s: np.ndarray
-    """Norm of the relative angular velocity (gyroscope-based; for smoothness, e.g. SPARC)."""
-    gap_before: np.ndarray
-    """True where frames are missing just before (do not differentiate or interpolate across)."""
-
-    def __len__(self) -> int:
-        return int(self.time_s.shape[0])
-
-    @staticmethod
-    def empty() -> AngleBatch:
-        return AngleBatch(**{f.name: np.empty(0, dtype=bool if f.name == "gap_before" else float)
-                             for f in fields(AngleBatch)})
-
-    @staticmethod
-    def concat(parts: list[AngleBatch]) -> AngleBatch:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return AngleBatch.empty()
-        if len(parts) == 1:
-            return parts[0]
-        return AngleBatch(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                             for f in fields(AngleBatch)})
-
-    def take(self, sel: slice | np.ndarray) -> AngleBatch:
-        return AngleBatch(**{f.name: getattr(self, f.name)[sel] for f in fields(AngleBatch)})
-
-
 class LumbarPipeline:
     """Streaming lumbar angles from the two sensors (see module docstring).
 
@@ -118,19 +90,24 @@ class LumbarPipeline:
     def __init__(self, params: PipelineParams = PipelineParams(),
                  calibration: Calibration | CalibrationWindows | None = None) -> None:
         self.params = params
-        self._filters = {role: OrientationFilter(params.orientation) for role in ("upper", "lower")}
+        self._orientation = PairedOrientation(params.orientation, params.rest)
         self._aligner = Aligner(params.alignment)
+        self._segmenter = (None if params.segmentation is None
+                           else Segmenter(params.segmentation))
+        self._reps: list[Repetition] = []
         self._reset(calibration)
 
     def _reset(self, calibration: Calibration | CalibrationWindows | None) -> None:
         self._windows = calibration if isinstance(calibration, CalibrationWindows) else None
         self._calibration = calibration if isinstance(calibration, Calibration) else None
         self._transforms = None
+        self._heading: HeadingDriftCorrector | None = None
         self._buffer: list[AlignedFrames] = []
         self._failure: str | None = None
         self._detector = None
         if self._calibration is not None and self._calibration.has_heading:
             self._transforms = self._calibration.segment_transforms()
+            self._heading = self._heading_corrector(self._calibration)
         elif self._windows is None:
             mode = "full" if self._calibration is None else "neutral"
             self._detector = CalibrationDetector(self.params.calibration, mode)
@@ -167,6 +144,22 @@ class LumbarPipeline:
             return self._detector.last_failure
         return self._failure
 
+    @property
+    def segmenter(self) -> Segmenter | None:
+        """The repetition detector (set targets on it), None when segmentation is off."""
+        return self._segmenter
+
+    def pop_repetitions(self) -> list[Repetition]:
+        """Repetitions completed since the last call."""
+        out, self._reps = self._reps, []
+        return out
+
+    def finish(self) -> list[Repetition]:
+        """End of the recording: repetitions still open are closed; all not yet popped."""
+        if self._segmenter is not None:
+            self._reps.extend(self._segmenter.finish())
+        return self.pop_repetitions()
+
     def reset_calibration(self) -> None:
         """Forget the calibration and detect a new one in the stream (orientation goes on)."""
         self._reset(None)
@@ -174,21 +167,29 @@ class LumbarPipeline:
     # -- processing ------------------------------------------------------------------------
     def update(self, batch: SampleBatch) -> AngleBatch:
         """Process one batch of either sensor; angles of the frames that became ready."""
-        ob = self._filters[batch.sensor].update(batch)
-        self._aligner.push(batch.sensor, ob)
+        for role, ob in self._orientation.update(batch):
+            self._aligner.push(role, ob)
         frames = self._aligner.pop()
         if len(frames):
             self._seen = True
-        if self._transforms is not None:
-            return self._angles(frames)
-        return self._calibrating(frames)
+        angles = (self._angles(frames) if self._transforms is not None
+                  else self._calibrating(frames))
+        if self._segmenter is not None and len(angles):
+            self._reps.extend(self._segmenter.update(angles))
+            if len(self._reps) > self.params.max_pending_repetitions:
+                del self._reps[:-self.params.max_pending_repetitions]
+        return angles
 
     def _angles(self, frames: AlignedFrames) -> AngleBatch:
         if not len(frames):
             return AngleBatch.empty()
         ml, mu, cl, cu = self._transforms
-        kin = lumbar_kinematics(frames.q_lower @ ml.T, frames.q_upper @ mu.T,
-                                frames.gyr_lower @ cl, frames.gyr_upper @ cu)
+        # (N, 4) and (N, 3) with each component contiguous: the stages below work per component
+        q_l, q_u = (ml @ frames.q_lower.T).T, (mu @ frames.q_upper.T).T
+        w_l, w_u = (cl.T @ frames.gyr_lower.T).T, (cu.T @ frames.gyr_upper.T).T
+        assert self._heading is not None
+        q_u = self._heading.update(frames.time_s, q_l, q_u, w_l, w_u)
+        kin = lumbar_kinematics(q_l, q_u, w_l, w_u)
         return AngleBatch(
             time_s=frames.time_s,
             flexion_deg=kin.flexion * _DEG,
@@ -201,6 +202,8 @@ class LumbarPipeline:
             axial_rotation_velocity_deg_s=kin.axial_rotation_velocity * _DEG,
             lumbar_angular_speed_deg_s=kin.lumbar_angular_speed * _DEG,
             gap_before=frames.gap_before,
+            pelvic_tilt_velocity_deg_s=kin.pelvic_tilt_velocity * _DEG,
+            upper_inclination_velocity_deg_s=kin.upper_inclination_velocity * _DEG,
         )
 
     def _calibrating(self, frames: AlignedFrames) -> AngleBatch:
@@ -251,9 +254,14 @@ class LumbarPipeline:
     def _use(self, cal: Calibration, at_s: float) -> float:
         self._calibration = cal
         self._transforms = cal.segment_transforms()
+        self._heading = self._heading_corrector(cal)
         self._detector = None
         self._failure = None
         return at_s
+
+    def _heading_corrector(self, cal: Calibration) -> HeadingDriftCorrector:
+        start = -np.inf if cal.neutral_s is None else cal.neutral_s[0]
+        return HeadingDriftCorrector(self.params.heading, start)
 
     def _keep_from(self, newest_s: float) -> float:
         """Oldest time still needed: the horizon, or the start of given windows."""

@@ -186,6 +186,23 @@ def slerp(q0: np.ndarray, q1: np.ndarray, u: np.ndarray | float) -> np.ndarray:
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
+def nlerp(q0: np.ndarray, q1: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Normalised linear interpolation q0 → q1 at fractions u (N,), along the short arc.
+
+    Between consecutive samples of a body-worn IMU (a few degrees apart at most) nlerp differs
+    from slerp by far less than 1e-4° (the error grows with the cube of the angle), at a third of
+    the cost. Takes ownership of `q1` (negated and overwritten in place).
+    """
+    dot = np.einsum("ij,ij->i", q0, q1)
+    if (dot < 0.0).any():
+        q1[dot < 0.0] *= -1.0
+    q1 -= q0
+    q1 *= u[:, None]
+    q1 += q0
+    q1 /= np.sqrt(np.einsum("ij,ij->i", q1, q1))[:, None]
+    return q1
+
+
 def angle_between(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
     """Rotation angle (rad, in [0, π]) of q0* ⊗ q1."""
     dot = np.abs(np.sum(np.asarray(q0) * np.asarray(q1), axis=-1))

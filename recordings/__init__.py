@@ -3,8 +3,10 @@
 Modules: store (RecordingStore: open, migrate, recover, read, import), writer (SessionWriter:
 live group commits in its own thread), aio (AsyncSessionWriter), replay (ReplaySource),
 interchange (raw CSV read/validate/write), exports (angles/repetitions CSV, OpenSim .sto),
-orientations (sensor quaternions for .sto), commands (`lumbo import/export/sessions`),
+orientations (sensor quaternions for .sto), transfer (import/export shared by the CLI and
+REST), xsens_dot (the Xsens DOT app's CSV export), commands (`lumbo import/export/sessions`),
 schema/migrations, blocks/codec (batches <-> BLOBs), locks (which live sessions are alive).
+The live service's side (recording every session, replay as a source) is api/recording.py.
 """
 
 from recordings.aio import AsyncSessionWriter

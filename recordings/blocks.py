@@ -116,6 +116,38 @@ def decode_sample_block(role: str, row: Mapping[str, Any] | Sequence[Any]
     return out
 
 
+def decode_sample_runs(role: str, row: Mapping[str, Any] | Sequence[Any]) -> list[SampleBatch]:
+    """The samples of one row as few batches as possible: the block's arrays cut only before a
+    batch that followed lost samples (`gap_before`), so each run is gap-free inside. For whole-
+    recording readers (exports, offline analysis): no per-batch objects, same samples."""
+    r = row if isinstance(row, Mapping) else (
+        {k: row[k] for k in row.keys()} if hasattr(row, "keys")  # type: ignore[union-attr]
+        else dict(zip(SAMPLE_BLOCK_COLUMNS, row)))
+    n, codec = int(r["n"]), str(r["codec"])
+    sizes = decode(r["batch_sizes"], "<i4", "raw", (-1,))
+    gaps = decode(r["batch_gaps"], "u1", "raw", (-1,)).astype(bool)
+
+    def dec(key: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        blob = r[key]
+        return None if blob is None else decode(blob, dtype, codec, shape)
+
+    t = dec("time_s", "<f8", (n,))
+    dev, cnt = dec("device_time_s", "<f8", (n,)), dec("counter", "<i8", (n,))
+    acc, gyr, mag = dec("acc", "<f8", (n, 3)), dec("gyr", "<f8", (n, 3)), dec("mag", "<f8", (n, 3))
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    cuts = [0, *starts[1:][gaps[1:]].tolist(), n]
+    out = []
+    for k, (i0, i1) in enumerate(zip(cuts[:-1], cuts[1:])):
+        sl = slice(i0, i1)
+        out.append(SampleBatch(
+            sensor=role, time_s=t[sl], acc=acc[sl], gyr=gyr[sl],  # type: ignore[arg-type,index]
+            mag=None if mag is None else mag[sl],
+            device_time_s=None if dev is None else dev[sl],
+            counter=None if cnt is None else cnt[sl],
+            gap_before=bool(gaps[0]) if k == 0 else True))
+    return out
+
+
 def concat_batches(batches: list[SampleBatch]) -> SampleBatch:
     """One batch of consecutive batches of one sensor (optional arrays kept only if all have
     them; `gap_before` of the first)."""

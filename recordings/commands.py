@@ -2,7 +2,8 @@
 
 `api/cli.py` calls `add_subcommands(sub)` on its subparsers; each command is `cmd_*(args) -> int`
 (0: done; 1: bad input or storage trouble, said on stderr; argparse's 2 for usage). Outputs are
-written to a temporary file renamed into place, so a failed export leaves no half file.
+written to a temporary file renamed into place, so a failed export leaves no half file. The work
+itself is in `recordings.transfer`, shared with the REST API.
 """
 
 from __future__ import annotations
@@ -16,14 +17,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from recordings.errors import SessionNotFound, StorageError, StorageReadOnlyError
-from recordings.interchange import InterchangeError, iter_interchange, write_interchange
-from recordings.models import SessionInfo, SessionRecord
+from recordings.interchange import InterchangeError
 from recordings.paths import DB_FILENAME, default_data_dir
 from recordings.store import RecordingStore
+from recordings.transfer import (
+    EXPORT_FORMATS,
+    IMPORT_FORMATS,
+    ExportError,
+    export_session,
+    import_interchange,
+    import_xsens_dot,
+)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-EXPORT_FORMATS = ("raw-csv", "angles-csv", "repetitions-csv", "events-csv", "sto")
+__all__ = ["EXPORT_FORMATS", "add_subcommands", "cmd_export", "cmd_import", "cmd_sessions"]
 
 
 def _err(message: str) -> int:
@@ -45,19 +53,33 @@ def _open_store(args: argparse.Namespace, *, write: bool) -> RecordingStore:
         return RecordingStore(_data_dir(args), read_only=True)
 
 
-def _add_data_dir(p: argparse.ArgumentParser) -> None:
+def add_data_dir_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="recordings directory (default: $LUMBO_DATA_DIR or ~/.local/share/lumbo)")
+
+
+_add_data_dir = add_data_dir_option
 
 
 def add_subcommands(subparsers: Any) -> None:
     """Register `import`, `export` and `sessions` on an argparse subparsers object."""
     imp = subparsers.add_parser(
-        "import", help="store a raw interchange CSV as a session (prints its id)",
-        description="Validate a raw interchange CSV (time_s,sensor,acc_x..gyr_z[,mag_x..mag_z]"
-                    "[,device_time_s,counter]; .gz/.xz allowed) and store it as a completed "
-                    "session. Nothing is stored if any line is invalid.")
-    imp.add_argument("file", help="CSV file ('-' for standard input)")
+        "import", help="store a raw interchange CSV or two Xsens DOT exports as a session",
+        description="Validate a recording and store it as a completed session; prints its id. "
+                    "interchange (default): Lumbo's raw CSV (time_s,sensor,acc_x..gyr_z"
+                    "[,mag_x..mag_z][,device_time_s,counter]; SI units; .gz/.xz allowed). "
+                    "xsens-dot: the Xsens DOT app's CSV export, one file per sensor (--upper, "
+                    "--lower), with PacketCounter, SampleTimeFine (µs), Acc_X..Z (m/s²) and "
+                    "Gyr_X..Z (°/s). Nothing is stored if any line is invalid; the error names "
+                    "the file and line.")
+    imp.add_argument("file", nargs="?", help="interchange CSV file ('-' for standard input)")
+    imp.add_argument("--format", choices=IMPORT_FORMATS, default="interchange",
+                     help="input format (default: interchange)")
+    imp.add_argument("--upper", metavar="CSV", help="xsens-dot: export of the sensor at T12/L1")
+    imp.add_argument("--lower", metavar="CSV", help="xsens-dot: export of the sensor on S2")
+    imp.add_argument("--assume-simultaneous-start", action="store_true",
+                     help="xsens-dot: sensors not synchronised in the app; take both first "
+                          "samples as simultaneous")
     _add_data_dir(imp)
     imp.add_argument("--patient", help="patient id to attach")
     imp.add_argument("--notes", default="", help="free-text notes")
@@ -75,12 +97,17 @@ def add_subcommands(subparsers: Any) -> None:
     exp.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     exp.add_argument("--out", required=True, help="output file ('-': standard output; "
                      ".gz/.xz compress)")
-    exp.add_argument("--analysis", type=int, help="angles of this analysis id (default: newest)")
+    exp.add_argument("--analysis", type=int,
+                     help="angles or events of this analysis id (default: the newest angles; "
+                          "the session's own events)")
     _add_data_dir(exp)
     exp.set_defaults(func=cmd_export)
 
-    ses = subparsers.add_parser("sessions", help="list stored sessions",
-                                description="List stored sessions, newest first.")
+    ses = subparsers.add_parser(
+        "sessions", help="list stored sessions, or show one with its analyses",
+        description="List stored sessions, newest first; with a session id, its details: "
+                    "sensors, events, calibrations and analyses.")
+    ses.add_argument("session", nargs="?", help="show this session (id or unique prefix)")
     _add_data_dir(ses)
     ses.add_argument("--json", action="store_true", help="machine-readable output")
     ses.add_argument("--limit", type=int, help="show at most this many")
@@ -90,27 +117,45 @@ def add_subcommands(subparsers: Any) -> None:
 # --- import ---------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
-    path = args.file
-    if path != "-" and not Path(path).is_file():
-        return _err(f"{path}: no such file")
+    dot = args.format == "xsens-dot"
+    if dot:
+        if args.file is not None or not (args.upper and args.lower):
+            return _err("--format xsens-dot takes the two sensors' exports as --upper FILE "
+                        "--lower FILE (and no positional file)")
+        paths = [args.upper, args.lower]
+    else:
+        if args.file is None or args.upper or args.lower:
+            return _err("--format interchange takes one file (or '-'); --upper/--lower are for "
+                        "--format xsens-dot")
+        paths = [args.file]
+    for path in paths:
+        if path != "-" and not Path(path).is_file():
+            return _err(f"{path}: no such file")
     try:
         store = _open_store(args, write=True)
     except StorageError as exc:
         return _err(str(exc))
-    name = "stdin" if path == "-" else Path(path).name
-    info = SessionInfo(source=f"import:{name}", patient_id=args.patient, notes=args.notes)
+    name = "stdin" if paths[0] == "-" else Path(paths[0]).name
     try:
         with store:
-            sid = store.import_recording(
-                iter_interchange(path, check_units=not args.no_unit_check), info)
-            rec = store.session(sid)
+            if dot:
+                res = import_xsens_dot(store, args.upper, args.lower, patient_id=args.patient,
+                                       notes=args.notes, check_units=not args.no_unit_check,
+                                       assume_simultaneous_start=args.assume_simultaneous_start)
+                name = f"{Path(args.upper).name} + {Path(args.lower).name}"
+            else:
+                res = import_interchange(store, paths[0], name=name, patient_id=args.patient,
+                                         notes=args.notes, check_units=not args.no_unit_check)
     except InterchangeError as exc:
         return _err(f"{exc}\nNothing was imported.")
     except (StorageError, OSError, EOFError, ValueError) as exc:
-        return _err(f"{path}: {exc}\nNothing was imported.")
+        return _err(f"{' + '.join(paths)}: {exc}\nNothing was imported.")
+    rec = res.record
     counts = ", ".join(f"{s.role} {s.samples}" for s in rec.sensors)
-    print(sid)
+    print(res.session_id)
     print(f"imported {name}: {counts} samples, {rec.duration_s or 0.0:.1f} s", file=sys.stderr)
+    for note in res.notes:
+        print(f"  {note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -132,64 +177,6 @@ def _write_atomically(out: str, write: Callable[[IO[str] | str], Any]) -> Any:
     return result
 
 
-def _angles(store: RecordingStore, rec: SessionRecord, analysis: int | None) -> dict[str, Any]:
-    cols = store.read_angles(rec.id, analysis)
-    if cols or analysis is not None:
-        if not cols:
-            raise LookupError(f"analysis {analysis} of session {rec.id} has no angles")
-        return cols
-    from processing.calibration import CalibrationError
-    from processing.offline import analyze
-
-    print(f"lumbo: session {rec.id} has no stored angles; analysing its raw data now "
-          "(not stored)", file=sys.stderr)
-    try:
-        return analyze(store.read_batches(rec.id))  # type: ignore[return-value]
-    except CalibrationError as exc:
-        raise LookupError(f"cannot compute angles: {exc}") from exc
-
-
-def _export(store: RecordingStore, rec: SessionRecord, args: argparse.Namespace) -> int:
-    fmt = args.format
-    if fmt == "raw-csv":
-        if not rec.sensors:
-            raise LookupError(f"session {rec.id} has no samples")
-        comments = [f"lumbo raw interchange; session {rec.id}; started {rec.started_at} UTC; "
-                    f"source {rec.source or '-'}",
-                    "units: time_s and device_time_s s, acc m/s^2, gyr rad/s, mag uT; "
-                    "sensor frames; time_s is the host clock"]
-        return _write_atomically(args.out, lambda f: write_interchange(
-            f, {s.role: store.iter_sensor_batches(rec.id, s.role) for s in rec.sensors},
-            comments=comments))
-    if fmt == "angles-csv":
-        from recordings.exports import write_angles_csv
-
-        cols = _angles(store, rec, args.analysis)
-        return _write_atomically(args.out, lambda f: write_angles_csv(f, cols))
-    if fmt in ("repetitions-csv", "events-csv"):
-        from recordings.exports import REPETITION_EVENT_TYPES, write_events_csv
-
-        types = REPETITION_EVENT_TYPES if fmt == "repetitions-csv" else None
-        events = store.events(rec.id)
-        n = _write_atomically(args.out, lambda f: write_events_csv(f, events, types=types))
-        if n == 0:
-            print(f"lumbo: session {rec.id} has no "
-                  f"{'repetitions' if types else 'events'}; wrote the header only",
-                  file=sys.stderr)
-        return n
-    if fmt == "sto":
-        from recordings.exports import STO_COLUMNS, write_sto
-        from recordings.orientations import sensor_orientations
-
-        o = sensor_orientations(store.read_batches(rec.id))
-        if not o.heading_shared:
-            print("lumbo: no magnetometer data: each sensor's heading is arbitrary (6D); "
-                  "inclinations are exact, headings are not comparable", file=sys.stderr)
-        quats = {STO_COLUMNS["lower"]: o.q_lower, STO_COLUMNS["upper"]: o.q_upper}
-        return _write_atomically(args.out, lambda f: write_sto(f, o.time_s, quats))
-    raise ValueError(f"unknown format {fmt}")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     try:
         store = _open_store(args, write=False)
@@ -198,13 +185,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         with store:
             rec = store.session(args.session)
-            n = _export(store, rec, args)
+            res = _write_atomically(args.out, lambda f: export_session(
+                store, rec, args.format, f, analysis=args.analysis))
     except SessionNotFound as exc:
         return _err(str(exc.args[0]))
-    except (LookupError, ValueError, StorageError, OSError) as exc:
-        return _err(f"export of {args.session} failed: {exc}")
+    except (ExportError, LookupError, ValueError, StorageError, OSError) as exc:
+        msg = exc.args[0] if isinstance(exc, LookupError) and exc.args else exc
+        return _err(f"export of {args.session} failed: {msg}")
+    for w in res.warnings:
+        print(f"lumbo: {w}", file=sys.stderr)
     if args.out != "-":
-        print(f"wrote {n} rows to {args.out}", file=sys.stderr)
+        print(f"wrote {res.rows} rows to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -218,9 +209,60 @@ def _duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def session_details(store: RecordingStore, session_id: str) -> dict[str, Any]:
+    """A session with its sensors, event and calibration counts and its analyses (JSON-able)."""
+    rec = store.session(session_id)
+    events = store.events(rec.id)
+    own = [e for e in events if e.analysis_id is None]
+    out = rec.as_dict()
+    out["time_origin_s"] = rec.time_origin_s
+    for s, d in zip(rec.sensors, out["sensors"]):
+        d.update(t_first=s.t_first, t_last=s.t_last)
+    by_type: dict[str, int] = {}
+    for e in own:
+        by_type[e.type] = by_type.get(e.type, 0) + 1
+    out["events"] = by_type
+    out["reports"] = len(store.reports(rec.id))
+    cals = store.calibrations(rec.id)
+    analyses = []
+    for a in store.analyses(rec.id):
+        a_events: dict[str, int] = {}
+        for e in events:
+            if e.analysis_id == a.id:
+                a_events[e.type] = a_events.get(e.type, 0) + 1
+        analyses.append({"id": a.id, "created_at": a.created_at, "kind": a.kind,
+                         "description": a.description, "params": a.params,
+                         "angle_frames": a.samples, "events": a_events,
+                         "calibrations": sum(1 for c in cals if c.analysis_id == a.id)})
+    out["analyses"] = analyses
+    return out
+
+
+def _print_details(d: dict[str, Any]) -> None:
+    print(f"session   {d['id']}  ({d['status']})")
+    print(f"started   {d['started_at']}   ended {d['ended_at'] or '-'}   "
+          f"length {_duration(d['duration_s'])}")
+    print(f"source    {d['source'] or '-'}   patient {d['patient_id'] or '-'}")
+    if d["notes"]:
+        print(f"notes     {d['notes']}")
+    for s in d["sensors"]:
+        dev = " ".join(x for x in (s["device_name"], s["address"]) if x) or "-"
+        print(f"sensor    {s['role']:<5}  {s['samples']} samples  {dev}")
+    if d["events"]:
+        print("events    " + ", ".join(f"{k} {v}" for k, v in sorted(d["events"].items())))
+    print(f"analyses  {len(d['analyses'])}")
+    for a in d["analyses"]:
+        ev = ", ".join(f"{k} {v}" for k, v in sorted(a["events"].items())) or "no events"
+        print(f"  #{a['id']:<4} {a['kind']:<8} {a['created_at'][:19].replace('T', ' ')}  "
+              f"{a['angle_frames']} angle frames, {ev}"
+              + (f"  ({a['description']})" if a["description"] else ""))
+
+
 def cmd_sessions(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if not (data_dir / DB_FILENAME).exists():
+        if getattr(args, "session", None):
+            return _err(f"No session {args.session!r}: no recordings database in {data_dir}.")
         if args.json:
             print("[]")
         else:
@@ -228,9 +270,20 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         with _open_store(args, write=False) as store:
-            sessions = store.sessions(limit=args.limit)
+            if getattr(args, "session", None):
+                details = session_details(store, args.session)
+            else:
+                sessions = store.sessions(limit=args.limit)
+    except SessionNotFound as exc:
+        return _err(str(exc.args[0]))
     except StorageError as exc:
         return _err(str(exc))
+    if getattr(args, "session", None):
+        if args.json:
+            print(json.dumps(details, indent=2))
+        else:
+            _print_details(details)
+        return EXIT_OK
     if args.json:
         print(json.dumps([s.as_dict() for s in sessions], indent=2))
         return EXIT_OK

@@ -3,7 +3,8 @@
 Angles CSV: one row per frame, `time_s` first, then the analysis' columns in their order
 (`flexion_deg, lateral_bend_deg, axial_rotation_deg, pelvic_tilt_deg, ...`; units in the names,
 booleans as 0/1, missing values empty). Repetitions CSV: one row per scored or interrupted
-repetition, the event payload flattened with dotted names (`score.peak_flexion_deg`).
+repetition (live feedback engine) or detected repetition (offline analysis), the event payload
+flattened with dotted names (`score.peak_flexion_deg`).
 
 OpenSim/OpenSense orientations (`.sto`, the format of OpenSense's `*_orientations.sto`):
 
@@ -33,7 +34,7 @@ from recordings.blocks import angle_columns
 from recordings.models import EventRecord
 from recordings.textio import open_text
 
-REPETITION_EVENT_TYPES = ("repetition_scored", "repetition_interrupted")
+REPETITION_EVENT_TYPES = ("repetition_scored", "repetition_interrupted", "repetition")
 STO_COLUMNS = {"lower": "pelvis_imu", "upper": "torso_imu"}
 
 

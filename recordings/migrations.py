@@ -36,6 +36,8 @@ def _script(ddl: str) -> Callable[[sqlite3.Connection], None]:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "sessions, sensors, raw sample blocks, events", _script(schema.V1)),
     Migration(2, "analyses with angle blocks, calibrations, patient reports", _script(schema.V2)),
+    Migration(3, "accounts (therapists, patients), sign-in sessions, login links",
+              _script(schema.ACCOUNTS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

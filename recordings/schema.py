@@ -101,3 +101,41 @@ CREATE TABLE patient_reports (
 );
 ALTER TABLE events ADD COLUMN analysis_id INTEGER REFERENCES analyses(id) ON DELETE CASCADE;
 """
+
+# Accounts (api/auth/, recordings/accounts.py): therapists and their patients, sign-in sessions
+# and one-time login links. `sessions.patient_id` holds a patient's `users.id`. Tokens are stored
+# only as their SHA-256 (`token_hash`); times in these tables are Unix seconds.
+ACCOUNTS = """
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    role TEXT NOT NULL CHECK (role IN ('therapist', 'patient')),
+    display_name TEXT NOT NULL DEFAULT '',
+    password_hash TEXT,
+    therapist_id TEXT REFERENCES users(id),
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    CHECK ((role = 'patient') = (therapist_id IS NOT NULL))
+);
+CREATE INDEX users_by_therapist ON users (therapist_id);
+CREATE TABLE auth_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('cookie', 'bearer')),
+    created_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    idle_timeout_s REAL NOT NULL,
+    label TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX auth_sessions_by_user ON auth_sessions (user_id);
+CREATE TABLE login_links (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    next_path TEXT NOT NULL DEFAULT '/',
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    created_by TEXT
+)
+"""

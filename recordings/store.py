@@ -34,6 +34,7 @@ from recordings.blocks import (
     concat_columns,
     decode_angle_block,
     decode_sample_block,
+    decode_sample_runs,
     encode_angle_block,
     encode_sample_block,
     group_batches,
@@ -58,6 +59,7 @@ from recordings.writer import CommitPolicy, SessionWriter, WriterStatus
 from sensors.samples import SampleBatch
 
 _PAGE_BLOCKS = 64
+ALL: Any = object()  # `events(analysis_id=ALL)`: events of every analysis and of none
 log = logging.getLogger(__name__)
 
 
@@ -179,14 +181,15 @@ class RecordingStore:
     # --- writing ------------------------------------------------------------------------------
     def begin_session(self, info: SessionInfo = SessionInfo(), *,
                       policy: CommitPolicy = CommitPolicy(), max_buffered_samples: int = 60_000,
-                      on_commit: Any = None) -> SessionWriter:
-        """A live writer for a new session (returns at once; the row appears at first commit)."""
+                      on_commit: Any = None, session_id: str | None = None) -> SessionWriter:
+        """A live writer for a new session (returns at once; the row appears at first commit).
+        `session_id`: the id to store it under (default: a new one, see `new_session_id`)."""
         if self.read_only:
             raise StorageReadOnlyError(f"The recordings store {self.db_path} was opened "
                                        "read-only: cannot record a session.", self.db_path)
-        return SessionWriter(self.db_path, self.lock_dir, info, policy=policy,
-                             max_buffered_samples=max_buffered_samples, codec=self.codec,
-                             synchronous=self.synchronous, on_commit=on_commit)
+        return SessionWriter(self.db_path, self.lock_dir, info, session_id=session_id,
+                             policy=policy, max_buffered_samples=max_buffered_samples,
+                             codec=self.codec, synchronous=self.synchronous, on_commit=on_commit)
 
     def import_recording(self, batches: Iterable[SampleBatch], info: SessionInfo = SessionInfo(),
                          *, session_id: str | None = None) -> str:
@@ -237,6 +240,31 @@ class RecordingStore:
             for i in range(0, n, MAX_BLOCK_SAMPLES):
                 part = {k: v[i:i + MAX_BLOCK_SAMPLES] for k, v in cols.items()}
                 sql.insert_angle_block(conn, analysis_id, encode_angle_block(part, self.codec))
+
+    def store_analysis(self, session_id: str, *, kind: str, description: str = "",
+                       params: Mapping[str, Any] | None = None, angles: Any = None,
+                       events: Iterable[tuple[float | None, str, Any]] = (),
+                       calibrations: Iterable[tuple[float | None, Any]] = ()) -> int:
+        """A whole analysis of a stored session (angles, events, calibrations) in ONE
+        transaction, as a new analysis beside the session's others; returns its id.
+
+        Re-analyses and replays land here: the session's samples, its live analysis and every
+        earlier analysis stay exactly as they were (nothing is updated or deleted), and a failure
+        leaves no trace of the new one."""
+        sid = self.session(session_id).id
+        cols = angle_columns(angles) if angles is not None else None
+        with self._tx(f"storing an analysis of session {sid}") as conn:
+            aid = sql.create_analysis(conn, sid, kind, description, params)
+            if cols is not None:
+                n = int(cols["time_s"].shape[0])
+                for i in range(0, n, MAX_BLOCK_SAMPLES):
+                    part = {k: v[i:i + MAX_BLOCK_SAMPLES] for k, v in cols.items()}
+                    sql.insert_angle_block(conn, aid, encode_angle_block(part, self.codec))
+            for time_s, type_, payload in events:
+                sql.insert_event(conn, sid, time_s, type_, sql.to_json(payload), aid)
+            for time_s, payload in calibrations:
+                sql.insert_calibration(conn, sid, time_s, sql.to_json(payload), aid)
+        return aid
 
     def add_event(self, session_id: str, time_s: float | None, type: str, payload: Any = None,
                   analysis_id: int | None = None) -> None:
@@ -305,9 +333,11 @@ class RecordingStore:
                 r["nominal_rate_hz"], int(r["samples"]), r["t_first"], r["t_last"]))
         return {k: tuple(v) for k, v in out.items()}
 
-    def iter_sensor_batches(self, session_id: str, role: str, *, with_arrival: bool = False
-                            ) -> Iterator[Any]:
-        """The stored batches of one sensor in order, read a page of blocks at a time."""
+    def iter_sensor_batches(self, session_id: str, role: str, *, with_arrival: bool = False,
+                            merged: bool = False) -> Iterator[Any]:
+        """The stored batches of one sensor in order, read a page of blocks at a time.
+        `merged=True`: the same samples in as few batches as possible (each stored block cut
+        only at lost samples; `decode_sample_runs`), for whole-recording readers."""
         rec = self.session(session_id).sensor(role)
         if rec is None:
             return
@@ -320,6 +350,9 @@ class RecordingStore:
                 return
             for r in rows:
                 last = r["id"]
+                if merged:
+                    yield from decode_sample_runs(role, r)
+                    continue
                 for batch, arrival in decode_sample_block(role, r):
                     yield (batch, arrival) if with_arrival else batch
 
@@ -339,16 +372,19 @@ class RecordingStore:
         for _, batch in heapq.merge(*streams, key=lambda x: x[0]):
             yield batch
 
-    def read_batches(self, session_id: str) -> dict[str, list[SampleBatch]]:
-        """Per sensor role, its stored batches in order (what `processing.offline` takes)."""
+    def read_batches(self, session_id: str, *, merged: bool = False
+                     ) -> dict[str, list[SampleBatch]]:
+        """Per sensor role, its stored batches in order (what `processing.offline` takes);
+        `merged=True`: as few batches as the gaps allow (much faster for long sessions)."""
         rec = self.session(session_id)
-        return {s.role: list(self.iter_sensor_batches(rec.id, s.role)) for s in rec.sensors}
+        return {s.role: list(self.iter_sensor_batches(rec.id, s.role, merged=merged))
+                for s in rec.sensors}
 
     def read_recording(self, session_id: str) -> dict[str, SampleBatch]:
         """Per sensor role, all its samples in one batch (gap flags other than the first are
         dropped: use `read_batches` when they matter)."""
-        return {role: concat_batches(bs) for role, bs in self.read_batches(session_id).items()
-                if bs}
+        return {role: concat_batches(bs) for role, bs in
+                self.read_batches(session_id, merged=True).items() if bs}
 
     def analyses(self, session_id: str) -> list[AnalysisRecord]:
         rows = self._query(
@@ -372,13 +408,21 @@ class RecordingStore:
         return concat_columns(decode_angle_block(r["n"], r["codec"], r["fields"], r["data"])
                               for r in rows)
 
-    def events(self, session_id: str, type: str | None = None) -> list[EventRecord]:
+    def events(self, session_id: str, type: str | None = None, *,
+               analysis_id: int | None | object = ALL) -> list[EventRecord]:
+        """Events in time order. `analysis_id`: ALL (default) every event; None only the
+        session's own (recorded live, or imported); an id only that analysis' events."""
         sid = self.session(session_id).id
         q = "SELECT time_s, type, payload, analysis_id FROM events WHERE session_id = ?"
         params: list[Any] = [sid]
         if type is not None:
             q += " AND type = ?"
             params.append(type)
+        if analysis_id is None:
+            q += " AND analysis_id IS NULL"
+        elif analysis_id is not ALL:
+            q += " AND analysis_id = ?"
+            params.append(int(analysis_id))  # type: ignore[call-overload]
         rows = self._query(q + " ORDER BY time_s IS NULL, time_s, id", params)
         return [EventRecord(r["time_s"], r["type"], json.loads(r["payload"]), r["analysis_id"])
                 for r in rows]

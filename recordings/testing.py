@@ -37,3 +37,33 @@ def simulated_stream(recording: dict[str, SampleBatch], samples_per_batch: int =
             if b is not None and i < len(b):
                 out.append(slice_batch(b, i, min(i + samples_per_batch, len(b))))
     return out
+
+
+def xsens_dot_export(batch: SampleBatch, *, tag: str = "dot", synced: bool = True,
+                     start_us: int = 2_974_023_062, first_counter: int = 0,
+                     leading_zero_row: bool = False) -> str:
+    """A simulated sensor's batch as the Xsens DOT app exports it (see recordings.xsens_dot):
+    metadata lines, then PacketCounter,SampleTimeFine,Euler_*,Acc_* (m/s²),Gyr_* (°/s); times
+    as µs ticks from `start_us` (wrapping at 2^32 like the sensor's clock)."""
+    import math
+
+    lines = ["sep=,", f"DeviceTag:,{tag}", "FirmwareVersion:,2.0.0", "AppVersion:,2021.0"]
+    if synced:
+        lines.append("SyncStatus:,Synced")
+    lines += ["OutputRate:,100Hz", "FilterProfile:,General",
+              "Measurement Mode:,Custom Mode 1", "StartTime: ,2021-08-20_20:21:13_835 GMT+8",
+              "© Xsens Technologies B. V. 2005-2021", "",
+              "PacketCounter,SampleTimeFine,Euler_X,Euler_Y,Euler_Z,Acc_X,Acc_Y,Acc_Z,Gyr_X,"
+              "Gyr_Y,Gyr_Z"]
+    t0 = float(batch.time_s[0])
+    deg = 180.0 / math.pi
+    if leading_zero_row:
+        lines.append(f"{first_counter},{start_us % 2**32},0,0,0,0,0,0,0,0,0")
+        first_counter += 1
+        start_us += 10_000
+    for i in range(len(batch)):
+        us = (start_us + int(round((float(batch.time_s[i]) - t0) * 1e6))) % 2**32
+        a, g = batch.acc[i], batch.gyr[i] * deg
+        lines.append(f"{(first_counter + i) % 2**32},{us},0.0,0.0,0.0,"
+                     f"{a[0]:.6f},{a[1]:.6f},{a[2]:.6f},{g[0]:.6f},{g[1]:.6f},{g[2]:.6f}")
+    return "\n".join(lines) + "\n"

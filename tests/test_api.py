@@ -19,11 +19,14 @@ SLOW = {"script": "flexion_reps", "n_reps": 3, "realtime": True, "speed": 1.0, "
 
 
 @pytest.fixture
-async def app_client() -> AsyncIterator[tuple[object, httpx.AsyncClient]]:
+async def app_client(sign_in) -> AsyncIterator[tuple[object, httpx.AsyncClient]]:
     app = create_app(Settings())
+    accounts = sign_in(app)  # signed in as the test therapist, from this site
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     cookies=accounts.cookies(),
+                                     headers={"Origin": "http://test"}) as client:
             yield app, client
 
 
@@ -197,16 +200,20 @@ async def test_websocket_status_on_connect_and_origin_check(live_server) -> None
     import websockets
 
     srv = live_server(Settings())
-    async with httpx.AsyncClient(base_url=srv.url) as http:
+    async with httpx.AsyncClient(base_url=srv.url, cookies=srv.cookies) as http:
         status_schema = (await http.get("/api/schema/status")).json()
-    async with websockets.connect(f"{srv.ws_url}/ws/live") as ws:
+    async with websockets.connect(f"{srv.ws_url}/ws/live",
+                                  additional_headers=srv.ws_headers()) as ws:
         msg = json.loads(await ws.recv())
         assert msg["type"] == "status" and msg["schema_version"] == 1
         jsonschema.validate(msg, status_schema)
+    cookie = {"Cookie": srv.ws_headers()["Cookie"]}
     same = srv.url  # a page served by this very server
-    async with websockets.connect(f"{srv.ws_url}/ws/live", origin=same) as ws:
+    async with websockets.connect(f"{srv.ws_url}/ws/live", origin=same,
+                                  additional_headers=cookie) as ws:
         assert json.loads(await ws.recv())["type"] == "status"
     with pytest.raises(websockets.exceptions.InvalidStatus) as exc:  # refused at the handshake
-        async with websockets.connect(f"{srv.ws_url}/ws/live", origin="http://evil.example"):
+        async with websockets.connect(f"{srv.ws_url}/ws/live", origin="http://evil.example",
+                                      additional_headers=cookie):
             pass
     assert exc.value.response.status_code == 403

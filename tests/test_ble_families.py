@@ -17,7 +17,6 @@ import pytest
 from sensors.devices import FAMILIES
 from sensors.simbluez import SimBluez
 from test_ble_manager import assert_matches_sent, running, streaming
-from test_simbluez import fake, system_bus  # noqa: F401  (fixtures are used by name)
 
 G = 9.80665
 DEG = np.pi / 180

@@ -28,8 +28,6 @@ from test_simbluez import (  # noqa: F401  (fixtures are used by name)
     TESTS_DIR,
     TinyFamily,
     add_tiny,
-    fake,
-    system_bus,
 )
 
 RATE = 100.0

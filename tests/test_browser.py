@@ -56,7 +56,7 @@ def test_patient_page_follows_the_live_session(browser, server) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url + "/")
+    page.goto(server.login_url("/"))  # the one-time login link, as `lumbo demo` prints
     expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
 
     # calibration is shown while the patient calibrates (the session starts with it)
@@ -100,7 +100,7 @@ def test_therapist_page_shows_trace_health_and_sets_target(browser, server) -> N
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server.url + "/therapist")
+    page.goto(server.login_url("/therapist", role="therapist"))
     page.wait_for_function("window.lumboChart && window.lumboChart.points > 300",
                            timeout=TIMEOUT_MS)
     health = page.locator("#health")
@@ -142,7 +142,7 @@ def test_page_reports_a_schema_version_mismatch(browser, server) -> None:
     page = browser.new_page()
     page.route("**/api/schema/frame",
                lambda route: route.fulfill(json={"schema_version": 2, "properties": {}}))
-    page.goto(server.url + "/")
+    page.goto(server.login_url("/"))
     expect(page.locator("#schema-error")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.locator("#schema-error")).to_contain_text("version 2")
 
@@ -152,7 +152,7 @@ def test_start_and_stop_from_the_patient_page(browser, live_server) -> None:
 
     srv = live_server(Settings(default_level=6))
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(srv.url + "/")
+    page.goto(srv.login_url("/"))
     expect(page.locator("#idle")).to_contain_text("Press Start", timeout=TIMEOUT_MS)
     page.locator("#start").focus()
     page.keyboard.press("Enter")  # keyboard operable

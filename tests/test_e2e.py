@@ -23,10 +23,12 @@ START = {"script": "flexion_reps", "n_reps": N_REPS, "speed": 8.0, "realtime": T
 
 async def test_live_session_over_websocket(live_server) -> None:
     srv = live_server(Settings(queue_size=100_000))  # this test wants every frame
-    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30, cookies=srv.cookies,
+                                 headers=srv.headers) as http:
         frame_schema = (await http.get("/api/schema/frame")).json()
         validator = jsonschema.Draft202012Validator(frame_schema)
-        async with websockets.connect(f"{srv.ws_url}/ws/live", max_size=2**24) as ws:
+        async with websockets.connect(f"{srv.ws_url}/ws/live", max_size=2**24,
+                                      additional_headers=srv.ws_headers()) as ws:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "status" and hello["session"]["state"] == "idle"
             resp = await http.post("/api/session/start", json=START)

@@ -279,4 +279,4 @@ def test_aligner_memory_is_bounded_when_a_sensor_is_silent() -> None:
     for k in range(0, len(t), 100):
         a.push("lower", ob(t[k:k + 100], smooth_quats(t[k:k + 100])))
         assert len(a.pop()) == 0
-    assert len(a._lower) <= 30.0 * 100 + 100
+    assert len(a._lower) <= a.params.max_wait_s * 100 + 100

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from sensors.devices.base import (
 )
 from sensors.samples import SampleBatch
 from sensors.simbluez import PrivateBus, SimBluez, SimBluezError
-from sensors.simbluez.testing import shared_system_bus
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -156,24 +155,7 @@ TINY = "test_simbluez:TinyPeripheral"
 ADDR_UPPER = "C0:FF:EE:00:00:01"
 ADDR_LOWER = "C0:FF:EE:00:00:02"
 
-# ---- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def system_bus() -> PrivateBus:
-    """One private dbus-daemon for the test process, exported as DBUS_SYSTEM_BUS_ADDRESS before
-    any test touches bleak (fails under CI=true, skips otherwise, if dbus-daemon is missing)."""
-    return shared_system_bus()
-
-
-@pytest.fixture
-async def fake(system_bus: PrivateBus) -> AsyncIterator[SimBluez]:
-    """A fresh fake bluetoothd subprocess per test (bleak also gets a fresh manager per loop)."""
-    sim = await SimBluez.start(system_bus.address, extra_paths=[TESTS_DIR])
-    try:
-        yield sim
-    finally:
-        await sim.close()
+# ---- fixtures: `system_bus` and `fake` live in conftest.py (shared by every BLE test module) --
 
 
 async def add_tiny(sim: SimBluez, address: str, name: str, role: str | None) -> None:

@@ -153,9 +153,9 @@ def test_session_lookup_by_prefix(tmp_path) -> None:
 def test_fresh_database_is_at_latest_version(tmp_path) -> None:
     store = RecordingStore(tmp_path)
     conn = sqlite3.connect(store.db_path)
-    assert current_version(conn) == LATEST_VERSION == 2
+    assert current_version(conn) == LATEST_VERSION
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_version ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == list(range(1, LATEST_VERSION + 1))
 
 
 def test_upgrade_from_v1_keeps_data(tmp_path, stream) -> None:
@@ -176,7 +176,7 @@ def test_upgrade_from_v1_keeps_data(tmp_path, stream) -> None:
     conn.close()
 
     store = RecordingStore(tmp_path)
-    assert current_version(store._conn) == 2
+    assert current_version(store._conn) == LATEST_VERSION
     got = list(store.iter_batches("old"))
     for a, b in zip(lower, got):
         assert_same_batch(a, b)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from api.live import SessionManager
+from api.sensor_roles import SensorRoleStore
 from api.settings import Settings
 
 
@@ -14,3 +15,7 @@ def get_manager(request: Request) -> SessionManager:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_roles(request: Request) -> SensorRoleStore:
+    return request.app.state.sensor_roles

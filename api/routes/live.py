@@ -6,6 +6,8 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from api.auth.live import live_access, signed_in_while_open
+
 router = APIRouter(tags=["live"])
 
 POLICY_VIOLATION = 1008
@@ -28,10 +30,16 @@ def origin_allowed(websocket: WebSocket) -> bool:
 async def ws_live(websocket: WebSocket) -> None:
     """Messages: `frame` (about 50/s), `heartbeat` (each second without frames), `status` (on
     connect and on every session state change); schemas at `/api/schema/{type}`. Messages the
-    client sends are ignored (keep-alive)."""
+    client sends are ignored (keep-alive). Needs a sign-in (the session cookie, from this
+    site's pages); delivers one patient's live session: the patient's own, or for their
+    therapist `?patient_id=...` (optional with a single patient)."""
     if not origin_allowed(websocket):
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
+    access = await live_access(websocket)  # refuses the WebSocket itself when not allowed
+    if access is None:
+        return
+    principal, patient = access
     await websocket.accept()
     manager = websocket.app.state.manager
     broadcaster = manager.broadcaster
@@ -39,13 +47,15 @@ async def ws_live(websocket: WebSocket) -> None:
     async def close(code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason)
 
-    client = broadcaster.add_client(websocket.send_text, close, name=str(websocket.client))
-    broadcaster.offer(client, manager.status_message())
+    client = broadcaster.add_client(websocket.send_text, close, name=str(websocket.client),
+                                    topic=patient.id)
+    broadcaster.offer(client, manager.status_message(patient.id))
     try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
+        async with signed_in_while_open(websocket, principal, close):
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

@@ -7,12 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 
 from api import schema
-from api.live import SessionManager
-from api.routes.deps import get_manager
+from api.auth.deps import PatientSessions, patient_sessions, require_therapist
+from api.routes.deps import get_roles, get_settings
+from api.sensor_roles import SensorRoleStore
+from api.settings import Settings
+from api.sources import resolve_request
 
 router = APIRouter(prefix="/api/session", tags=["session"])
 
-Manager = Annotated[SessionManager, Depends(get_manager)]
+# One patient's view of the SessionManager (api/auth/deps.py): every route here takes an
+# optional `patient_id` and acts only on that patient's session.
+Manager = Annotated[PatientSessions, Depends(patient_sessions)]
 
 _errors: dict[int | str, dict[str, Any]] = {
     404: {"model": schema.ErrorResponse, "description": "No session has been started"},
@@ -33,16 +38,22 @@ async def get_session(manager: Manager) -> schema.SessionStatus:
     responses={
         409: {"model": schema.ErrorResponse, "description": "A session is already running"},
         400: {"model": schema.ErrorResponse, "description": "The source cannot be created"},
+        422: {"description": "Invalid request, or `ble` without sensors given or remembered"},
     },
 )
 async def start_session(
     manager: Manager,
+    settings: Annotated[Settings, Depends(get_settings)],
+    roles: Annotated[SensorRoleStore, Depends(get_roles)],
     req: Annotated[schema.StartSessionRequest, Body()] = schema.StartSessionRequest(),
 ) -> schema.SessionStatus:
-    """Start a session on the chosen source (only `simulated` for now). The session calibrates
-    first (stand still, then one slow forward bend); the target for `level` follows from the
-    comfortable flexion measured there. Frames flow on `/ws/live`."""
-    await manager.start(req)
+    """Start a session on the simulated patient (`source: simulated`) or on two BLE sensors
+    (`{"source": "ble", "upper": ADDR, "lower": ADDR, "rate_hz": 100}`; without `upper` and
+    `lower` the sensors remembered on this host are used, and they are remembered for next
+    time). The session calibrates first (stand still, then one slow forward bend); the target
+    for `level` follows from the comfortable flexion measured there. Frames flow on `/ws/live`;
+    BLE sensors connect in the background (their progress is in `sensors`)."""
+    await manager.start(resolve_request(req, settings, roles))
     return manager.status()
 
 
@@ -60,6 +71,7 @@ async def stop_session(manager: Manager) -> schema.SessionStatus:
     "/target",
     response_model=schema.SessionStatus,
     summary="Change the exercise level or set an explicit target",
+    dependencies=[Depends(require_therapist)],  # the therapist prescribes the target
     responses={
         **_errors,
         409: {"model": schema.ErrorResponse, "description": "The session is no longer live"},

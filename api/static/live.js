@@ -13,7 +13,8 @@ const Lumbo = {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
-    const res = await fetch(path, opts);
+    const res = await fetch(Lumbo.withPatient(path), opts);
+    if (res.status === 401) { Lumbo.toLogin(); throw new Error("Sign in again."); }
     let data = null;
     try { data = await res.json(); } catch (e) { data = null; }
     if (!res.ok) {
@@ -24,9 +25,40 @@ const Lumbo = {
     return data;
   },
 
+  /** the sign-in has ended (or never was): to the login page, back here afterwards */
+  toLogin() {
+    if (window.lumboSigningOut) return; // auth.js is already on its way to the login page
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+  },
+
+  /** `?patient_id=` of this page (a therapist watching one of several patients) passed on to
+   *  the session API and the WebSocket */
+  withPatient(path) {
+    const pid = new URLSearchParams(location.search).get("patient_id");
+    const scoped = path.startsWith("/api/session") || path.startsWith("/ws/live") ||
+      (path.startsWith("/api/practice/") && !path.startsWith("/api/practice/patients/"));
+    if (!pid || !scoped || /[?&]patient_id=/.test(path)) return path;
+    return path + (path.includes("?") ? "&" : "?") + "patient_id=" + encodeURIComponent(pid);
+  },
+
   /** engine zone ("rest" | "below" | "in" | "over") -> page kind ("neutral" | "below" | "in" | "above") */
   zoneKind(zone) {
     return { rest: "neutral", below: "below", in: "in", over: "above" }[zone] || "neutral";
+  },
+
+  /** recording health (frame.storage / status.storage): the #storage-warning banner of a page
+   * shows while storage fails (live feedback goes on); the therapist sees the server's reason */
+  showStorage(storage) {
+    const el = document.getElementById("storage-warning");
+    if (!el || storage === undefined) return;
+    const failing = !!storage && storage.healthy === false;
+    el.hidden = !failing;
+    if (failing && el.dataset.audience === "therapist") {
+      const text = document.getElementById("storage-text");
+      const dropped = storage.dropped_samples ? ` ${storage.dropped_samples} samples could not be kept.` : "";
+      if (text) text.textContent = "Recording is failing: " + (storage.last_error || "storage error") +
+        " Live feedback goes on; the data is kept in memory and retried." + dropped;
+    }
   },
 
   fmt(x, digits = 0, unit = "") {
@@ -55,6 +87,7 @@ class LiveConnection {
     this.stopped = false;
     this.frames = 0;
     this._timer = setInterval(() => this._checkStale(), 250);
+    this.listeners = []; // extra message listeners (practice-*.js), after the page's own
   }
 
   async start() {
@@ -86,15 +119,20 @@ class LiveConnection {
     this._setState("connecting");
     let ws;
     try {
-      ws = new WebSocket(`${proto}//${location.host}/ws/live`);
+      ws = new WebSocket(`${proto}//${location.host}${Lumbo.withPatient("/ws/live")}`);
     } catch (e) {
       this._retry();
       return;
     }
     this.ws = ws;
-    ws.onopen = () => { this.backoffMs = 500; this.lastMessageAt = performance.now(); };
+    let opened = false;
+    ws.onopen = () => { opened = true; this.backoffMs = 500; this.lastMessageAt = performance.now(); };
     ws.onmessage = (ev) => this._onMessage(ev.data);
-    ws.onclose = () => { if (this.ws === ws) { this.ws = null; this._setState("closed"); this._retry(); } };
+    ws.onclose = (ev) => {
+      // refused or closed for policy (1008: signed out): ask the API, which sends us to login on 401
+      if (!opened || ev.code === 1008) Lumbo.api("GET", "/api/auth/me").catch(() => {});
+      if (this.ws === ws) { this.ws = null; this._setState("closed"); this._retry(); }
+    };
     ws.onerror = () => { try { ws.close(); } catch (e) { /* ignore */ } };
   }
 
@@ -105,6 +143,9 @@ class LiveConnection {
     setTimeout(() => this._connect(), delay);
   }
 
+  /** listen to every message as well (after the page's handlers), e.g. graded practice */
+  addListener(fn) { this.listeners.push(fn); }
+
   _onMessage(text) {
     let msg;
     try { msg = JSON.parse(text); } catch (e) { return; }
@@ -114,6 +155,10 @@ class LiveConnection {
       if (this.schemaOk) this._schemaError(msg.schema_version);
       return;
     }
+    if (msg.type === "frame" || msg.type === "status") {
+      Lumbo.showStorage(msg.type === "frame" ? msg.storage : msg.session && msg.session.storage);
+    }
+    if (this.listeners.length) queueMicrotask(() => { for (const fn of this.listeners) { try { fn(msg); } catch (e) { console.error(e); } } });
     if (msg.type === "frame") {
       this.lastFrameAt = now;
       this.frames += 1;

@@ -228,7 +228,9 @@
     const active = ["starting", "calibrating", "running", "stopping"].includes(sessionState);
     $("start").disabled = active;
     $("stop").disabled = !active;
+    $("sensors-btn").disabled = active;
     $("idle").hidden = active;
+    if (!active) renderSensorBanner(null);
     if (active && message && message.startsWith("No target")) {
       // the level does not fit this patient's range: the therapist has to choose another
       $("idle-text").textContent = "Waiting for your therapist to set a target.";
@@ -255,7 +257,194 @@
       $("action-error").hidden = false;
     }
   }
-  $("start").addEventListener("click", () => { voice.say("Starting", { interrupt: true }); act("POST", "/api/session/start", {}); });
+  // ---------------------------------------------------------------- sensors: set-up step
+  // Scan, assign upper (T12/L1) and lower (S2), start. The roles remembered on this host (or
+  // given to `lumbo serve --upper/--lower`) are preselected. On a server started for BLE the
+  // Start button opens this step; otherwise Start runs the simulated patient, as before.
+  const ROLE_WORDS = { upper: "Upper back", lower: "Lower back" };
+  let defaultSource = "simulated";
+  let rateHz = 100;
+  const chosen = { upper: null, lower: null }; // address per role
+  let known = new Map(); // address -> {name, family, display_name, rssi, battery_pct, battery_from, seen}
+  let scanning = false;
+
+  function sensorLabel(addr) {
+    const s = known.get(addr);
+    return s && s.name ? `${s.name}` : addr;
+  }
+  function signalWords(rssi) {
+    if (rssi === null || rssi === undefined) return "signal unknown";
+    const q = rssi >= -60 ? "strong" : rssi >= -75 ? "fair" : "weak";
+    return `signal ${q} (${rssi} dBm)`;
+  }
+  function batteryWords(s) {
+    if (s.battery_pct === null || s.battery_pct === undefined) return "battery unknown";
+    return `battery ${Math.round(s.battery_pct)} %` + (s.battery_from === "last_session" ? " (last session)" : "");
+  }
+  function renderSetup() {
+    for (const role of ["upper", "lower"]) {
+      $(`slot-${role}`).textContent = chosen[role] ? sensorLabel(chosen[role]) : "not chosen";
+    }
+    const list = $("sensor-list");
+    list.textContent = "";
+    for (const [addr, s] of known) {
+      const li = document.createElement("li");
+      if (addr === chosen.upper || addr === chosen.lower) li.classList.add("assigned");
+      const who = document.createElement("div");
+      who.className = "who";
+      const name = document.createElement("div");
+      name.className = "name";
+      name.textContent = s.name || "Unnamed sensor";
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      const fam = s.display_name || s.family || "unknown type";
+      meta.textContent = s.seen
+        ? `${fam} · ${signalWords(s.rssi)} · ${batteryWords(s)} · ${addr}`
+        : `${fam} · not found nearby just now: is it switched on? · ${addr}`;
+      who.append(name, meta);
+      const pick = document.createElement("div");
+      pick.className = "pick";
+      pick.setAttribute("role", "group");
+      pick.setAttribute("aria-label", `Role of ${s.name || addr}`);
+      for (const role of ["upper", "lower"]) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "btn role";
+        b.dataset.role = role;
+        b.dataset.address = addr;
+        b.setAttribute("aria-pressed", chosen[role] === addr ? "true" : "false");
+        const mark = document.createElement("span");
+        mark.className = `role-mark ${role}`;
+        mark.setAttribute("aria-hidden", "true");
+        mark.textContent = role === "upper" ? "1" : "2";
+        b.append(mark, document.createTextNode(ROLE_WORDS[role]));
+        b.addEventListener("click", () => assign(role, addr));
+        pick.appendChild(b);
+      }
+      li.append(who, pick);
+      list.appendChild(li);
+    }
+    const ready = chosen.upper && chosen.lower && chosen.upper !== chosen.lower;
+    $("setup-start").disabled = !ready;
+  }
+  function assign(role, addr) {
+    const other = role === "upper" ? "lower" : "upper";
+    chosen[role] = chosen[role] === addr ? null : addr; // pressing again un-assigns
+    if (chosen[other] === addr && chosen[role] === addr) chosen[other] = null; // one role per sensor
+    const focusKey = `${role}|${addr}`;
+    renderSetup();
+    const again = [...document.querySelectorAll("#sensor-list .btn.role")]
+      .find((b) => `${b.dataset.role}|${b.dataset.address}` === focusKey);
+    if (again) again.focus(); // keep the keyboard where it was after the list is redrawn
+  }
+  function remember(addr, info) {
+    const prev = known.get(addr) || {};
+    known.set(addr, { ...prev, ...info });
+  }
+  async function loadRoles() {
+    try {
+      const r = await Lumbo.api("GET", "/api/sensors/roles");
+      defaultSource = r.default_source || "simulated";
+      rateHz = r.rate_hz || 100;
+      for (const role of ["upper", "lower"]) {
+        const s = r[role];
+        if (!s) continue;
+        if (!known.has(s.address)) remember(s.address, { name: s.name, family: s.family, battery_pct: s.battery_pct, battery_from: "last_session", seen: false });
+        if (!chosen[role] && chosen.upper !== s.address && chosen.lower !== s.address) chosen[role] = s.address;
+      }
+    } catch (e) { /* older server: no sensors API */ }
+  }
+  async function scan() {
+    if (scanning) return;
+    scanning = true;
+    $("scan").disabled = true;
+    $("setup-error").hidden = true;
+    $("scan-status").textContent = "Searching for sensors…";
+    try {
+      const r = await Lumbo.api("GET", "/api/sensors/scan?timeout_s=3");
+      for (const s of known.values()) s.seen = false;
+      for (const s of r.sensors) remember(s.address, { ...s, seen: true });
+      const n = r.sensors.length;
+      $("scan-status").textContent = n ? `Found ${n} sensor${n === 1 ? "" : "s"}.`
+        : "No sensors found. Switch them on, keep them close, and search again.";
+    } catch (e) {
+      $("scan-status").textContent = "";
+      $("setup-error").textContent = `Could not search: ${e.message}`;
+      $("setup-error").hidden = false;
+    } finally {
+      scanning = false;
+      $("scan").disabled = false;
+      renderSetup();
+    }
+  }
+  function openSetup() {
+    $("setup").hidden = false;
+    $("idle").hidden = true;
+    document.querySelector("main.patient").hidden = true;
+    renderSetup();
+    $("scan").focus();
+    loadRoles().then(() => { renderSetup(); scan(); });
+  }
+  function closeSetup() {
+    $("setup").hidden = true;
+    document.querySelector("main.patient").hidden = false;
+    setSessionState(sessionState); // the idle banner again, if no session runs
+  }
+  async function startWithSensors() {
+    $("setup-error").hidden = true;
+    try {
+      const st = await Lumbo.api("POST", "/api/session/start",
+        { source: "ble", upper: chosen.upper, lower: chosen.lower, rate_hz: rateHz });
+      closeSetup();
+      voice.say("Starting", { interrupt: true });
+      if (st && st.state) setSessionState(st.state, st.message);
+      $("stop").focus();
+    } catch (e) {
+      $("setup-error").textContent = `Could not start: ${e.message}`;
+      $("setup-error").hidden = false;
+    }
+  }
+  $("sensors-btn").addEventListener("click", openSetup);
+  $("scan").addEventListener("click", scan);
+  $("setup-start").addEventListener("click", startWithSensors);
+  $("setup-cancel").addEventListener("click", () => { closeSetup(); $("start").focus(); });
+
+  // ---------------------------------------------------------------- sensors: health banner
+  const ROLE_NAME = { upper: "Upper sensor", lower: "Lower sensor" };
+  function renderSensorBanner(sensors) {
+    const banner = $("sensor-banner");
+    const active = ["starting", "calibrating", "running"].includes(sessionState);
+    const problems = [];
+    let kind = "warn";
+    for (const role of ["upper", "lower"]) {
+      const h = sensors && sensors[role];
+      if (!h || !active) continue;
+      if (h.status === "failed") {
+        problems.push(`${ROLE_NAME[role]}: ${h.message || "needs attention"}. Still trying…`);
+        kind = "error";
+      } else if (h.status === "reconnecting") {
+        problems.push(`${ROLE_NAME[role]} lost — reconnecting…`);
+      } else if (h.status === "connecting") {
+        problems.push(`Connecting to the ${role} sensor…`);
+      } else if (h.silent) {
+        problems.push(`${ROLE_NAME[role]} is not sending data — is it on and close by?`);
+      } else if (h.battery_pct !== null && h.battery_pct !== undefined && h.battery_pct < 15) {
+        problems.push(`${ROLE_NAME[role]} battery low (${Math.round(h.battery_pct)} %)`);
+      }
+    }
+    const both = problems.length === 2 && problems.every((p) => p.endsWith("lost — reconnecting…"));
+    const text = both ? "Both sensors lost — reconnecting…" : problems.join("  ·  ");
+    banner.hidden = !text;
+    banner.className = `banner ${kind}`;
+    if ($("sensor-banner-text").textContent !== text) $("sensor-banner-text").textContent = text;
+  }
+
+  $("start").addEventListener("click", async () => {
+    await rolesLoaded; // the server's default source decides what Start does
+    if (defaultSource === "ble") { openSetup(); return; }
+    voice.say("Starting", { interrupt: true });
+    act("POST", "/api/session/start", {});
+  });
   $("stop").addEventListener("click", () => act("POST", "/api/session/stop"));
   function renderMute() {
     $("mute").setAttribute("aria-pressed", voice.muted ? "true" : "false");
@@ -269,7 +458,10 @@
   document.addEventListener("keydown", (e) => {
     if (e.target && ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
     if (e.key === "m" || e.key === "M") { voice.setMuted(!voice.muted); renderMute(); }
-    if (e.key === "Escape") $("summary").hidden = true;
+    if (e.key === "Escape") {
+      $("summary").hidden = true;
+      if (!$("setup").hidden) { closeSetup(); $("start").focus(); }
+    }
   });
 
   const CONN = {
@@ -298,13 +490,19 @@
   drawTarget(null);
   renderMute();
   setSessionState("idle");
+  const rolesLoaded = loadRoles();
   const conn = new LiveConnection({
     onFrame(f) {
+      if (window.lumboAdaptFrame) f = window.lumboAdaptFrame(f); // graded practice (practice-patient.js)
       latest = f;
       handleEvents(f.events);
+      renderSensorBanner(f.sensors);
       scheduleRender();
     },
-    onStatus(s) { setSessionState(s.state, s.state === "failed" ? (s.error || s.message) : s.message); },
+    onStatus(s) {
+      setSessionState(s.state, s.state === "failed" ? (s.error || s.message) : s.message);
+      renderSensorBanner(s.sensors);
+    },
     onHeartbeat(h) { if (h.state !== sessionState) setSessionState(h.state); },
     onConnection,
     onSchemaError(msg) { const b = $("schema-error"); b.textContent = msg; b.hidden = false; },

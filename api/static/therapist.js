@@ -54,16 +54,49 @@
   }
 
   // ---------------------------------------------------------------- sensor health
+  // status words with a shape, so the state reads without colour
+  function statusText(h) {
+    if (h.status === "reconnecting") return [`⚠ reconnecting${h.retry_in_s !== null && h.retry_in_s !== undefined ? ` (next try in ${fmt(h.retry_in_s, 1)} s)` : "…"}`, "warn-cell"];
+    if (h.status === "failed") return ["✕ failed – still retrying", "warn-cell"];
+    if (h.status === "connecting") return ["◌ connecting…", ""];
+    if (h.silent) return ["⚠ silent (no data)", "warn-cell"];
+    if (h.status === "streaming") return ["● streaming", "ok"];
+    return [h.status, ""];
+  }
   const HEALTH_ROWS = [
     ["Connected", (h) => h.connected ? ["✔ yes", "ok"] : ["✕ no", "bad"]],
-    ["Status", (h) => [h.status + (h.silent ? " (silent)" : ""), h.silent || h.status === "failed" ? "bad" : ""]],
+    ["Status", statusText],
+    ["Message", (h) => [h.message || "–", h.message && h.status !== "streaming" ? "bad" : ""]],
+    ["Reconnects", (h) => [String(h.reconnects || 0), h.reconnects ? "bad" : ""]],
     ["Rate", (h) => [`${fmt(h.rate_hz, 1)} / ${fmt(h.nominal_rate_hz, 0)} Hz`, h.nominal_rate_hz && h.rate_hz < 0.9 * h.nominal_rate_hz ? "bad" : ""]],
     ["Loss", (h) => [`${fmt(h.loss_pct, 2)} %`, h.loss_pct > 1 ? "bad" : ""]],
     ["Battery", (h) => [h.battery_pct === null ? "–" : `${fmt(h.battery_pct, 0)} %`, h.battery_pct !== null && h.battery_pct < 20 ? "bad" : ""]],
     ["Last seen", (h, t) => [h.last_seen_s === null ? "never" : `${fmt(Math.max(0, t - h.last_seen_s), 2)} s ago`, ""]],
     ["Device", (h) => [h.device_name || h.address || "–", ""]],
+    ["Family", (h) => [h.family || "–", ""]],
   ];
+  const ROLE_NAME = { upper: "Upper sensor (T12/L1)", lower: "Lower sensor (S2)" };
+  function renderSensorWarning(sensors) {
+    const active = ["starting", "calibrating", "running"].includes(sessionState);
+    const items = [];
+    for (const role of ["upper", "lower"]) {
+      const h = sensors && sensors[role];
+      if (!h || !active) continue;
+      if (h.status === "reconnecting") items.push(`${ROLE_NAME[role]} lost – reconnecting${h.message ? ` (${h.message})` : ""}`);
+      else if (h.status === "failed") items.push(`${ROLE_NAME[role]}: ${h.message || "failed"} – still retrying`);
+      else if (h.silent) items.push(`${ROLE_NAME[role]} silent – no data${h.message ? ` (${h.message})` : ""}`);
+      else if (h.loss_pct > 5) items.push(`${ROLE_NAME[role]} losing ${fmt(h.loss_pct, 1)} % of samples`);
+      else if (h.battery_pct !== null && h.battery_pct !== undefined && h.battery_pct < 15) items.push(`${ROLE_NAME[role]} battery ${fmt(h.battery_pct, 0)} %`);
+    }
+    const text = items.join(" · ");
+    $("sensor-warning").hidden = !text;
+    if ($("sensor-warning-text").textContent !== text) $("sensor-warning-text").textContent = text;
+  }
+  let lastSensors = null;
+  let nowS = 0; // newest host time seen (frame t_s, heartbeat server_time_s: one clock)
   function renderHealth(sensors, t) {
+    lastSensors = sensors;
+    renderSensorWarning(sensors);
     const tbody = $("health").tBodies[0];
     if (tbody.rows.length !== HEALTH_ROWS.length) {
       tbody.innerHTML = "";
@@ -123,7 +156,8 @@
     $("m-comf").textContent = fmt(cal.comfortable_flexion_deg, 1, "°");
     $("m-cal").textContent = `${cal.phase} ${cal.progress < 1 && cal.comfortable_flexion_deg === null ? Math.round(cal.progress * 100) + " %" : ""}`;
     $("m-cal").title = cal.message;
-    renderHealth(f.sensors, f.t_s);
+    nowS = Math.max(nowS, f.t_s);
+    renderHealth(f.sensors, nowS);
     if (fpsWindow.length > 1) {
       const span = fpsWindow[fpsWindow.length - 1] - fpsWindow[0];
       $("m-fps").textContent = span > 0 ? fmt((fpsWindow.length - 1) / span, 0) : "–";
@@ -133,7 +167,21 @@
     latest = f;
     fpsWindow.push(f.t_s);
     while (fpsWindow.length > 2 && fpsWindow[fpsWindow.length - 1] - fpsWindow[0] > 2) fpsWindow.shift();
-    if (f.trace.t_s.length) chart.push(f.trace.t_s, f.trace.flexion_deg, f.trace.pelvic_tilt_deg);
+    if (f.trace.t_s.length) {
+      const tr = f.trace;
+      if (tr.gaps && tr.gaps.length) {
+        // samples were lost before these: a missing point lifts the pen, so no line bridges it
+        const t = [], fl = [], pt = [];
+        const gaps = new Set(tr.gaps);
+        tr.t_s.forEach((ts, i) => {
+          if (gaps.has(i)) { t.push(ts - 1e-6); fl.push(null); pt.push(null); }
+          t.push(ts); fl.push(tr.flexion_deg[i]); pt.push(tr.pelvic_tilt_deg[i]);
+        });
+        chart.push(t, fl, pt);
+      } else {
+        chart.push(tr.t_s, tr.flexion_deg, tr.pelvic_tilt_deg);
+      }
+    }
     const t = f.target;
     const band = t ? { low: t.target_deg - t.tolerance_deg, high: t.target_deg + t.tolerance_deg } : null;
     if (JSON.stringify(band) !== JSON.stringify(chart.band)) chart.setBand(band);
@@ -159,6 +207,9 @@
     }
     if (s.target && s.target.level) $("level").value = String(s.target.level);
     else if (s.pending_level) $("level").value = String(s.pending_level);
+    // a lost lower sensor produces no frames: the status messages carry its health meanwhile
+    if (s.sensors && (s.sensors.upper || s.sensors.lower)) renderHealth(s.sensors, nowS);
+    else renderSensorWarning(lastSensors);
   }
   async function act(method, path, body, okText) {
     const msg = $("control-msg");
@@ -175,8 +226,15 @@
   }
   $("start").addEventListener("click", () => {
     chart.clear(); sets.length = 0; $("events").innerHTML = "";
-    act("POST", "/api/session/start", { script: $("start-script").value, speed: Number($("start-speed").value) }, "Session started.");
+    const choice = $("start-script").value;
+    // BLE: the sensors remembered on this host (assigned on the patient page's Sensors step)
+    const body = choice === "ble" ? { source: "ble" } : { source: "simulated", script: choice, speed: Number($("start-speed").value) };
+    act("POST", "/api/session/start", body, "Session started.");
   });
+  $("start-script").addEventListener("change", () => { $("start-speed").disabled = $("start-script").value === "ble"; });
+  Lumbo.api("GET", "/api/sensors/roles").then((r) => {
+    if (r.default_source === "ble") { $("start-script").value = "ble"; $("start-speed").disabled = true; }
+  }).catch(() => {});
   $("stop").addEventListener("click", () => act("POST", "/api/session/stop", undefined, "Session stopped."));
   $("level-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -222,7 +280,12 @@
   loadLevels().then(() => Lumbo.api("GET", "/api/session").then(setSession).catch(() => {}));
   const conn = new LiveConnection({
     onFrame, onStatus: setSession, onConnection,
-    onHeartbeat(h) { if (h.state !== sessionState) setSession({ state: h.state }); },
+    onHeartbeat(h) {
+      // heartbeats come while no frames flow (a lost lower sensor): "last seen" keeps counting
+      nowS = Math.max(nowS, h.server_time_s || 0);
+      if (lastSensors) renderHealth(lastSensors, nowS);
+      if (h.state !== sessionState) setSession({ state: h.state });
+    },
     onSchemaError(m) { const b = $("schema-error"); b.textContent = m; b.hidden = false; },
   });
   window.lumboConnection = conn;

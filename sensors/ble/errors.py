@@ -70,6 +70,11 @@ def classify(exc: BaseException) -> Fault:
         if exc.reason == BleakBluetoothNotAvailableReason.NO_BLUETOOTH:
             return Fault("no_adapter", "no Bluetooth adapter found (unplugged or missing)", True)
         return Fault("no_adapter", f"Bluetooth is not available: {exc.args[0]}", True)
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError | PermissionError):
+        # bleak could not open the system D-Bus socket: no dbus/BlueZ on this machine (a
+        # container, a minimal install), or DBUS_SYSTEM_BUS_ADDRESS points nowhere
+        return Fault("bluez_down", "cannot reach the system D-Bus, so Bluetooth (BlueZ) is not "
+                     f"available on this machine: {text}", True)
     dbus_error = exc.dbus_error if isinstance(exc, BleakDBusError) else ""
     if "no bluetooth adapters" in low or ("adapter" in low and "not found" in low):
         return Fault("no_adapter", "no Bluetooth adapter found (unplugged or missing)", True)

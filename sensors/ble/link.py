@@ -56,6 +56,9 @@ class LinkConfig:
     stall_reconnect_s: float | None = 8.0  # silent this long while connected: reconnect
     queue_max: int = 50_000
     backoff: Backoff = field(default_factory=Backoff)
+    # Instrumentation (bench/ble.py): called in the notification callback with the role, the
+    # bytes and the host arrival time the samples will be mapped from. Keep it cheap.
+    notify_probe: Callable[[SensorRole, bytes, float], None] | None = None
 
 
 class _Stopping(Exception):

@@ -55,6 +55,7 @@ class Session:
         self.closing = asyncio.Event()
         self.lost_reason = ""
         self.streaming = False
+        self.streaming_since = float("inf")  # host time the start sequence completed
         self.subscribed: set[str] = set()
         self._connected = False
         self._arrivals: defaultdict[str, int] = defaultdict(int)
@@ -77,10 +78,14 @@ class Session:
 
     def _on_notify(self, char: Any, data: bytearray) -> None:
         uuid = char.uuid
+        raw, arrival = bytes(data), self.link.clock()
         try:
-            self.queue.put_nowait((uuid, bytes(data), self.link.clock()))
+            self.queue.put_nowait((uuid, raw, arrival))
         except asyncio.QueueFull:
             self.link.stats.queue_overflow += 1
+        probe = self.link.config.notify_probe
+        if probe is not None:
+            probe(self.link.spec.role, raw, arrival)
         self._arrivals[uuid] += 1
         event = self._arrival_events.get(uuid)
         if event is not None:
@@ -113,6 +118,7 @@ class Session:
         await self.run_commands(start, start=True)
         if self.closing.is_set():
             raise LinkLost(self.lost_reason or "disconnected")
+        self.streaming_since = self.link.clock()
         self.streaming = True
         self.link.on_streaming()
         self._spawn(self._battery_loop())
@@ -165,7 +171,11 @@ class Session:
                 assert self.decoder is not None
                 result = self.decoder.feed(uuid, data)
                 link.on_result(result)
-                chunks.extend((s, arrival) for s in result.samples)
+                if self.streaming and arrival >= self.streaming_since:
+                    chunks.extend((s, arrival) for s in result.samples)
+                # else: samples before the start sequence completed are dropped. A WitMotion
+                # streams from connection on at its saved rate (10 Hz) until the rate command
+                # lands; mapped at the configured rate they would read as lost samples and a gap.
                 if result.commands:
                     self._spawn(self.run_commands(result.commands))
             if last_arrival is not None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sys
 
+from sensors.simbluez import dbus_patch
 from sensors.simbluez.bluez import FakeBluez
 from sensors.simbluez.bus import PrivateBus
 from sensors.simbluez.control import Controller, serve_stdio, write_line
@@ -20,6 +21,7 @@ from sensors.simbluez.demo import DEMO_ADDRESSES, demo_commands
 
 
 async def _main(args: argparse.Namespace) -> int:
+    dbus_patch.apply()  # a notification flood must not disconnect the fake (see dbus_patch.py)
     own_bus: PrivateBus | None = None
     address = args.bus
     if not address:

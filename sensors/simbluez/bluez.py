@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -420,6 +421,8 @@ class FakeBluez:
         char.value = bytes(data)
         char.emit_properties_changed({"Value": char.value})
         dev.notifications_sent += 1
+        if dev.send_log is not None:
+            dev.send_log.append((time.monotonic(), char.value))
         return True
 
     # ---- streaming -----------------------------------------------------------------------------

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +56,18 @@ def find_dbus_daemon() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: SIGTERM the daemon when the process that started it dies, however it dies (a
+    killed test run or demo must not leave dbus-daemons behind)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class PrivateBus:
     """Owns one `dbus-daemon` process and its temp dir; use as a context manager or start/stop."""
 
@@ -74,11 +89,14 @@ class PrivateBus:
         config = tmp / "bus.conf"
         config.write_text(_CONFIG.format(socket=tmp / "system_bus_socket"))
         self._log = (tmp / "dbus-daemon.log").open("wb")
+        # The death signal follows the thread that forked: only tie it to the main thread.
+        tie = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
         self._proc = subprocess.Popen(
             [binary, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             stderr=self._log,  # e.g. "Failed to set fd limit" noise, kept for debugging
+            preexec_fn=_die_with_parent if tie else None,  # noqa: PLW1509
         )
         assert self._proc.stdout is not None
         # --print-address writes exactly one line once the socket listens; reading it is the

@@ -17,8 +17,10 @@ Commands (arguments as JSON fields):
   reject_write address [char count error message]              power on
   remove_adapter | add_adapter      bluetoothd_stop [crash] | bluetoothd_start
   restart_bluetoothd [down_s crash] sent_log address [clear]   clear_log address
+  log_sends address [on maxlen]     send_log address [clear]
 Events: ready, bluetoothd(state), power(on), discovery(on), connected, disconnected(reason),
-  connect_failed, connect_busy, start_notify, stop_notify, write, write_rejected, read.
+  connect_failed, connect_busy, start_notify, stop_notify, write, write_rejected, read,
+  streaming(monotonic_s, sim_t_s: simulated time sim_t_s is sampled at host time monotonic_s).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -177,6 +180,18 @@ class Controller:
 
     def cmd_drop_every(self, address: str, n: int) -> None:
         self._dev(address).drop_every_n = int(n)
+
+    def cmd_log_sends(self, address: str, on: bool = True, maxlen: int = 200_000) -> None:
+        """Record the host monotonic time and bytes of every notification sent (benchmarks:
+        CLOCK_MONOTONIC is system-wide, so a central can match them with its receive times)."""
+        self._dev(address).send_log = deque(maxlen=int(maxlen)) if on else None
+
+    def cmd_send_log(self, address: str, clear: bool = False) -> dict[str, Any]:
+        dev = self._dev(address)
+        log = list(dev.send_log or ())
+        if clear and dev.send_log is not None:
+            dev.send_log.clear()
+        return {"monotonic_s": [t for t, _ in log], "data": [d.hex() for _, d in log]}
 
     def cmd_notify_raw(self, address: str, char: str, data: str) -> dict[str, Any]:
         return {"sent": self.fake.notify(self._dev(address), char, bytes.fromhex(data))}

@@ -66,6 +66,7 @@ class SimDevice:
     stream_counter: int = 0
     connections: int = 0
     write_takes_response: bool = False
+    send_log: deque[tuple[float, bytes]] | None = None  # (host monotonic time, data) per send
 
     def __post_init__(self) -> None:
         try:

@@ -157,6 +157,9 @@ class Pacer:
     async def _run(self) -> None:
         wall0 = time.monotonic()
         sim0 = self._sim_t
+        # Simulated time s is sampled at host monotonic time wall0 + (s - sim0) (CLOCK_MONOTONIC
+        # is system-wide on Linux): tests compare what the central timestamps with the truth.
+        self._fake._emit({"event": "streaming", "monotonic_s": wall0, "sim_t_s": sim0})
         while True:
             await asyncio.sleep(self.tick_s)
             t0, t1 = self._sim_t, sim0 + (time.monotonic() - wall0)

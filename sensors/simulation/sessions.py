@@ -8,9 +8,11 @@ Default tempos follow Laird et al. 2019 (about 2.3–3.2 s per forward bend and 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from sensors.simulation.script import Bend, MovementScript, Repeat, Stand, Step, bend
+from sensors.simulation.script import Bend, Direction, MovementScript, Repeat, Stand, Step, bend
 
 CALIBRATION_LABEL = "calibration"
 
@@ -168,3 +170,66 @@ def mixed_session(duration_s: float = 120.0, *, seed: int = 0) -> MovementScript
             t += b.duration_s + rest
     steps.append(Stand(duration_s - t))
     return MovementScript(steps, loop_start_s=_block_duration_s(list(calibration_block())))
+
+
+# -- graded practice: the simulated patient performs a day's program ----------------------------
+@dataclass(frozen=True, slots=True)
+class PracticeBlock:
+    """One block of practice as the simulated patient performs it.
+
+    kind "reach": `reps` bends of about `trunk_deg` (trunk angle, as `bend`) in `direction`,
+    holding `hold_s` at the peak, `pause_s` standing between them. kind "hold" (find and hold
+    neutral): stand still `hold_s`, then bend `trunk_deg` away and back, `reps` times. kind
+    "stand": the patient cannot perform the block's movement (the simulator has no isolated
+    pelvic tilt, for example) and stands for `reps` x 5 s.
+    `rest_before_s` of standing comes first: the practice engine's rest before the block plus
+    `settle_s` (the engine finds the start position in the first still seconds).
+    """
+
+    direction: Direction
+    trunk_deg: float
+    reps: int
+    rest_before_s: float = 0.0
+    kind: str = "reach"
+    spread_deg: float = 0.0  # sd of the depth from rep to rep (seeded)
+    bias_deg: float = 0.0  # mean offset of the depth (early practice undershoots)
+    hold_s: float = 1.2
+    pause_s: float = 2.0
+    out_s: float = 1.5
+    back_s: float = 1.5
+    min_deg: float = 3.0  # no repetition shallower than this (it would not count as one)
+
+
+def practice_script(
+    blocks: list[PracticeBlock],
+    *,
+    seed: int = 0,
+    calibration_deg: float = 80.0,
+    settle_s: float = 4.0,
+    tail_s: float = 20.0,
+) -> MovementScript:
+    """Calibration, then each block in order (with its rest and `settle_s` still before it), then
+    `tail_s` of standing. A pure function of its arguments; not meant to loop (a program ends)."""
+    rng = np.random.default_rng(seed)
+    steps: list[Step] = list(calibration_block(bend_deg=calibration_deg))
+    for blk in blocks:
+        if blk.reps < 1:
+            raise ValueError("a practice block needs at least one repetition")
+        steps.append(Stand(blk.rest_before_s + settle_s, label="rest"))
+        for i in range(blk.reps):
+            depth = float(max(blk.min_deg, 3.0,
+                              blk.trunk_deg + blk.bias_deg + blk.spread_deg * rng.normal()))
+            if blk.kind == "stand":
+                steps.append(Stand(5.0, label="stand"))
+                continue
+            if blk.kind == "hold":
+                steps.append(Stand(blk.hold_s, label="hold"))
+                steps.append(bend(blk.direction, depth, out_s=blk.out_s, hold_s=0.3,
+                                  back_s=blk.back_s, label="exercise"))
+                continue
+            if i:
+                steps.append(Stand(blk.pause_s, label="rest"))
+            steps.append(bend(blk.direction, depth, out_s=blk.out_s, hold_s=blk.hold_s,
+                              back_s=blk.back_s, label="exercise"))
+    steps.append(Stand(tail_s))
+    return MovementScript(steps)
