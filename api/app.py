@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
         evict_after_s=settings.evict_after_s,
         heartbeat_s=settings.heartbeat_s,
     )
-    store = SensorRoleStore(settings.data_dir)
+    store = SensorRoleStore(settings.data_dir if settings.remember_sensors else None)
     if settings.ble_upper and settings.ble_lower:  # `lumbo serve --upper --lower`
         store.assign(settings.ble_upper.upper(), settings.ble_lower.upper(), settings.ble_rate_hz)
     # What the source factories get besides the request; tests may set "ble_config".

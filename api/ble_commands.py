@@ -262,9 +262,9 @@ async def _demo_ble(args: argparse.Namespace, make_settings: Any, print_banner: 
         autostart = StartSessionRequest(source="ble", upper=demo.addresses["upper"],
                                         lower=demo.addresses["lower"], rate_hz=100.0,
                                         level=args.level)
-        # data_dir=None: the demo's made-up sensors are not remembered as this host's sensors
+        # the demo's simulated sensors are not remembered as this host's sensors
         settings = make_settings(autostart=autostart, default_source="ble",
-                                 ble_rate_hz=100.0, data_dir=None)
+                                 ble_rate_hz=100.0, remember_sensors=False)
         app = create_app(settings)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
                                 ws_ping_interval=5.0, ws_ping_timeout=10.0)

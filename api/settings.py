@@ -36,6 +36,10 @@ class Settings(BaseModel):
                                   description="lower sensor given on the command line")
     ble_rate_hz: float = Field(100.0, ge=BLE_RATE_MIN_HZ, le=BLE_RATE_MAX_HZ,
                                description="BLE sample rate for sessions that do not name one")
+    remember_sensors: bool = Field(
+        True, description="keep the sensor roles in data_dir/sensors.json (the BLE demo's "
+        "simulated sensors are not this host's)",
+    )
     data_dir: Path | None = Field(
         None, description="where sensors.json remembers the sensor roles; None: in memory only "
         "(from_env: $LUMBO_DATA_DIR, else ~/.local/share/lumbo)",

@@ -78,9 +78,24 @@ async def wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 6
     raise TimeoutError(f"nothing listening on port {port}")
 
 
-async def measure(port: int, seconds: float, origin: str | None, want_angles: bool) -> dict:
+def demo_login_cookie(port: int, stdout_lines: list[str]) -> str | None:
+    """Sign in as the demo patient with the one-time link the demo prints; returns a Cookie header."""
+    import httpx
+
+    link = next((ln.split(":", 1)[1].strip() for ln in stdout_lines if "Patient page:" in ln), None)
+    if link is None or "token=" not in link:
+        return None
+    with httpx.Client(follow_redirects=False) as client:
+        client.get(link)
+        return "; ".join(f"{k}={v}" for k, v in client.cookies.items()) or None
+
+
+async def measure(port: int, seconds: float, origin: str | None, want_angles: bool,
+                  cookie: str | None = None) -> dict:
     """Latencies (ms) of frames received over `seconds`; waits for angle frames first if asked."""
-    headers = {"Origin": origin} if origin else None
+    headers = {"Origin": origin} if origin else {}
+    if cookie:
+        headers["Cookie"] = cookie
     lat_ms: list[float] = []
     sizes: list[int] = []
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws/live", max_size=None,
@@ -107,11 +122,16 @@ async def measure(port: int, seconds: float, origin: str | None, want_angles: bo
 
 async def run_one(cmd: list[str], port: int, seconds: float, origin: str | None,
                   want_angles: bool) -> dict:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         await wait_listening(port, proc)
+        lines: list[str] = []
+        if want_angles:  # the Lumbo demo: read its banner up to the sign-in links
+            while not any("Therapist page:" in ln for ln in lines):
+                lines.append(await asyncio.to_thread(proc.stdout.readline))
+        cookie = demo_login_cookie(port, lines) if want_angles else None
         cpu0, t0 = cpu_s(proc.pid), time.monotonic()
-        result = await measure(port, seconds, origin, want_angles)
+        result = await measure(port, seconds, origin, want_angles, cookie)
         result["cpu_pct"] = 100.0 * (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0)
         return result
     finally:
@@ -124,6 +144,10 @@ async def run_one(cmd: list[str], port: int, seconds: float, origin: str | None,
 
 async def main_async(seconds: float) -> None:
     lumbo_port, bare_port = free_port(), free_port()
+    import tempfile
+
+    data_dir = tempfile.mkdtemp(prefix="lumbo-bench-")  # a fresh demo patient, recorded to a tmp dir
+    os.environ["LUMBO_DATA_DIR"] = data_dir
     lumbo_cmd = [sys.executable, "-m", "api.cli", "demo", "--port", str(lumbo_port)]
     lumbo = await run_one(lumbo_cmd, lumbo_port, seconds, f"http://127.0.0.1:{lumbo_port}", True)
     pad = int(lumbo["mean_bytes"]) - 40
