@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path[:0] = args.path
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         stream=sys.stderr)
-    return asyncio.run(_main(args))
+    try:
+        return asyncio.run(_main(args))
+    except KeyboardInterrupt:  # run by hand and interrupted: no traceback
+        return 130
 
 
 if __name__ == "__main__":

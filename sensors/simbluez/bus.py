@@ -97,6 +97,7 @@ class PrivateBus:
             stdin=subprocess.DEVNULL,
             stderr=self._log,  # e.g. "Failed to set fd limit" noise, kept for debugging
             preexec_fn=_die_with_parent if tie else None,  # noqa: PLW1509
+            start_new_session=True,  # a terminal's Ctrl+C is for the parent, which stops it
         )
         assert self._proc.stdout is not None
         # --print-address writes exactly one line once the socket listens; reading it is the

@@ -70,9 +70,12 @@ class SimBluez:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )
+        # Its own session: a Ctrl+C in the terminal reaches only the parent, which shuts the
+        # service down first (sensors disconnected) and then the fake. The fake still ends with
+        # its parent: EOF on its stdin.
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            cwd=str(REPO_ROOT), env=env, limit=1 << 24,
+            cwd=str(REPO_ROOT), env=env, limit=1 << 24, start_new_session=True,
         )
         sim = cls(proc, bus_address, own_bus)
         try:
