@@ -3,6 +3,8 @@ a signed-in test therapist and patient (`sign_in_test_accounts`): every route ne
 
 from __future__ import annotations
 
+import os
+
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -152,3 +154,25 @@ async def fake(system_bus: object):  # noqa: ANN201 - AsyncIterator[SimBluez]
         yield sim
     finally:
         await sim.close()
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium (Debian's) for one test."""
+    import shutil
+
+    from browser_support import ARGS, CHROMIUM, unavailable
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright Python package is not installed")
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        unavailable(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
+    with sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        except Exception as exc:  # noqa: BLE001 - report why the browser did not start
+            unavailable(f"Chromium did not start: {exc}")
+        yield b
+        b.close()

@@ -3,45 +3,17 @@ against a real uvicorn running a simulated session. Waits are on DOM conditions 
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
 from api.schema import StartSessionRequest
 from api.settings import Settings
 
+from browser_support import SHOTS, TIMEOUT_MS  # noqa: E402,F401
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000  # generous: a condition bound, never a measurement
-SHOTS = Path(os.environ.get("LUMBO_SCREENSHOTS", "/tmp/lumbo_screenshots"))
 
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright Python package is not installed")
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        _unavailable(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
-    with sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        except Exception as exc:  # noqa: BLE001 - report why the browser did not start
-            _unavailable(f"Chromium did not start: {exc}")
-        yield b
-        b.close()
 
 
 @pytest.fixture

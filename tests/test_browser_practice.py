@@ -9,9 +9,6 @@ Screenshots go to $LUMBO_SCREENSHOTS (default /tmp/lumbo_screenshots)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,13 +16,10 @@ import pytest
 from api.settings import Settings
 from test_practice_live_support import browser_context, sign_in
 
+from browser_support import SHOTS, TIMEOUT_MS  # noqa: E402,F401
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000  # a bound on a condition, never a measurement
-SHOTS = Path(os.environ.get("LUMBO_SCREENSHOTS", "/tmp/lumbo_screenshots"))
 
 PROGRAM = {"items": [
     {"exercise_id": "flexion_to_target", "level": 1, "sets": 2, "retention": False,
@@ -33,28 +27,6 @@ PROGRAM = {"items": [
     {"exercise_id": "lateral_bend_left", "level": 1, "sets": 1, "retention": False},
 ], "reason": "browser test"}
 
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright Python package is not installed")
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        _unavailable(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
-    with sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        except Exception as exc:  # noqa: BLE001 - report why the browser did not start
-            _unavailable(f"Chromium did not start: {exc}")
-        yield b
-        b.close()
 
 
 def test_program_on_the_patient_and_therapist_pages(browser, live_server) -> None:

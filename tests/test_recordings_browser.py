@@ -8,7 +8,7 @@ import pytest
 
 from api.schema import StartSessionRequest
 from api.settings import Settings
-from tests.test_browser import TIMEOUT_MS, browser  # noqa: F401 - the fixture
+from browser_support import TIMEOUT_MS
 
 pytestmark = pytest.mark.browser
 
