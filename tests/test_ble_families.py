@@ -34,13 +34,11 @@ SLACK = 1e-9
 
 
 def peripheral_spec(family_id: str) -> str:
-    try:
-        from sensors.devices.peripherals import PERIPHERALS
-    except ImportError:
-        pytest.skip("no simulated peripherals yet")
+    from sensors.devices.peripherals import PERIPHERALS
+
     cls = PERIPHERALS.get(family_id)
     if cls is None:
-        pytest.skip(f"no simulated peripheral for {family_id}")
+        pytest.fail(f"no simulated peripheral for {family_id}: every family needs one")
     return f"{cls.__module__}:{cls.__name__}"
 
 

@@ -5,16 +5,14 @@ reported while live feedback goes on."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import jsonschema
 import numpy as np
 import pytest
+
+from fs_support import make_read_only
 
 from api import schema
 from api.app import create_app
@@ -252,29 +250,13 @@ async def test_read_only_store_mid_session_is_reported(tmp_path, stream) -> None
     await recs.aclose()
 
 
-def _read_only(path: Path) -> Iterator[None]:
-    if os.geteuid() != 0:
-        path.chmod(0o555)
-        try:
-            yield
-        finally:
-            path.chmod(0o755)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None or subprocess.run([chattr, "+i", str(path)],
-                                        capture_output=True).returncode != 0:
-        pytest.skip("running as root without chattr +i: cannot make a directory read-only")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 async def test_unwritable_data_directory_session_runs_and_says_not_recorded(tmp_path,
                                                                             stream) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
-    for _ in _read_only(ro):
+    for _ in make_read_only(ro):
         session, rec, recs = _session(ro / "lumbo")
         frames = [session.process_batch(b) for b in stream[:200]]
         assert sum(f is not None for f in frames) == 100  # the session runs

@@ -41,6 +41,8 @@ THERAPIST = _AUTH.create_therapist("fuzz-therapist", None, "Fuzz Therapist")
 PATIENT = _AUTH.create_patient("fuzz-patient", THERAPIST.id, None, "Fuzz Patient")
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+for _method, _path in EXCLUDED:  # hardware I/O, not input handling: never generated
+    schema = schema.exclude(method=_method, path=_path)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,6 +62,4 @@ def headers() -> dict[str, str]:
 @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
           suppress_health_check=list(HealthCheck))
 def test_api_never_fails_on_any_input(case: schemathesis.Case) -> None:
-    if (case.method.upper(), case.path) in EXCLUDED:
-        pytest.skip("hardware I/O, not input handling")
     case.call_and_validate(headers=headers(), checks=CHECKS)

@@ -14,24 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
+from browser_support import ARGS, CHROMIUM, SHOTS, TIMEOUT_MS, unavailable
+
 from api.settings import Settings
 from sensors.simbluez import SimBluez
 from sensors.simbluez.demo import peripheral_spec
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-TIMEOUT_MS = 60_000  # a condition bound, never a measurement
-SHOTS = Path(os.environ.get("LUMBO_SCREENSHOTS", "/tmp/lumbo_screenshots"))
 UPPER, LOWER = "C0:1D:B0:00:00:31", "C0:1D:B0:00:00:32"
 
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -39,14 +31,14 @@ async def browser() -> AsyncIterator[Any]:
     try:
         from playwright.async_api import async_playwright
     except ImportError:
-        _unavailable("the playwright Python package is not installed")
+        unavailable("the playwright Python package is not installed")
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        _unavailable(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
+        unavailable(f"Chromium not found at {CHROMIUM} (Debian package 'chromium')")
     async with async_playwright() as pw:
         try:
             b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         except Exception as exc:  # noqa: BLE001 - report why the browser did not start
-            _unavailable(f"Chromium did not start: {exc}")
+            unavailable(f"Chromium did not start: {exc}")
         yield b
         await b.close()
 

@@ -6,13 +6,11 @@ bounded buffer, retry, and never raise into the caller; what was stored stays in
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+
+from fs_support import make_read_only
 
 from recordings import (
     RecordingStore,
@@ -35,30 +33,13 @@ def _samples(batches) -> int:
     return sum(len(b) for b in batches)
 
 
-def _make_read_only(path: Path) -> Iterator[None]:
-    """chmod for ordinary users; root ignores permissions, so use the immutable attribute."""
-    if os.geteuid() != 0:
-        path.chmod(0o555)
-        try:
-            yield
-        finally:
-            path.chmod(0o755)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None or subprocess.run([chattr, "+i", str(path)],
-                                        capture_output=True).returncode != 0:
-        pytest.skip("running as root without chattr +i: cannot make a directory read-only")
-    try:
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 @pytest.fixture
 def read_only_dir(tmp_path) -> Iterator[Path]:
     d = tmp_path / "ro"
     d.mkdir()
-    yield from (d for _ in _make_read_only(d))  # type: ignore[misc]
+    yield from (d for _ in make_read_only(d))  # type: ignore[misc]
 
 
 def test_read_only_directory_gives_a_clear_error(read_only_dir) -> None:
@@ -72,7 +53,7 @@ def test_existing_store_in_a_read_only_directory_can_still_be_read(tmp_path, str
     d = tmp_path / "data"
     with RecordingStore(d) as store:
         sid = store.import_recording(stream, INFO)
-    for _ in _make_read_only(d):
+    for _ in make_read_only(d):
         with pytest.raises(StorageReadOnlyError):
             RecordingStore(d)
         with RecordingStore(d, read_only=True) as ro:
