@@ -12,7 +12,6 @@ page at a time, so memory does not grow with the session.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from recordings.store import RecordingStore
+from sensors.pacing import RateMeter, wait_until
 from sensors.samples import SampleBatch, SensorHealth, SensorRole
 
 _RATE_WINDOW_S = 2.0
@@ -43,8 +43,7 @@ class ReplaySource:
         self._started = False
         self._status = "idle"
         self._last_seen: dict[str, float | None] = {s.role: None for s in self.session.sensors}
-        self._recent: dict[str, collections.deque[tuple[float, int]]] = {
-            s.role: collections.deque() for s in self.session.sensors}
+        self._rates = {s.role: RateMeter(_RATE_WINDOW_S) for s in self.session.sensors}
         self._received: dict[str, int] = {s.role: 0 for s in self.session.sensors}
         self._expected: dict[str, int] = {s.role: 0 for s in self.session.sensors}
         self._last_counter: dict[str, int | None] = {s.role: None for s in self.session.sensors}
@@ -73,7 +72,7 @@ class ReplaySource:
                 if t0 is None:
                     t0 = float(batch.time_s[0])
                 if self.realtime:
-                    await self._wait_until(wall0 + (float(batch.time_s[-1]) - t0) / self.speed)
+                    await wait_until(wall0 + (float(batch.time_s[-1]) - t0) / self.speed, self._stop)
                 else:
                     await asyncio.sleep(0)
                 if self._stop.is_set():
@@ -85,24 +84,11 @@ class ReplaySource:
         finally:
             self._status = "stopped"
 
-    async def _wait_until(self, wall_s: float) -> None:
-        delay = wall_s - time.monotonic()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=delay)
-        except asyncio.TimeoutError:
-            pass
-
     def _note(self, batch: SampleBatch) -> None:
         role = batch.sensor
         last = float(batch.time_s[-1])
         self._last_seen[role] = last
-        recent = self._recent.setdefault(role, collections.deque())
-        recent.append((last, len(batch)))
-        while len(recent) > 2 and recent[0][0] < last - _RATE_WINDOW_S:
-            recent.popleft()
+        self._rates.setdefault(role, RateMeter(_RATE_WINDOW_S)).note(last, len(batch))
         self._received[role] = self._received.get(role, 0) + len(batch)
         if batch.counter is not None and len(batch):
             prev = self._last_counter.get(role)
@@ -113,14 +99,6 @@ class ReplaySource:
             self._last_counter[role] = int(batch.counter[-1])
         else:
             self._expected[role] = self._expected.get(role, 0) + len(batch)
-
-    def _rate_hz(self, role: str) -> float:
-        recent = self._recent.get(role) or collections.deque()
-        if len(recent) < 2:
-            return 0.0
-        span = recent[-1][0] - recent[0][0]
-        n = sum(count for _, count in list(recent)[1:])
-        return n / span if span > 0 else 0.0
 
     async def stop(self) -> None:
         self._stop.set()
@@ -139,7 +117,7 @@ class ReplaySource:
                 connected=streaming,
                 device_name=s.device_name or f"Replay ({s.role})",
                 address=s.address or f"replay:{self.session.id}",
-                rate_hz=self._rate_hz(s.role),
+                rate_hz=self._rates[s.role].rate_hz,
                 nominal_rate_hz=s.nominal_rate_hz or 0.0,
                 loss_pct=float(np.clip(loss, 0.0, 100.0)),
                 last_seen_s=self._last_seen.get(s.role),

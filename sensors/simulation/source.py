@@ -10,12 +10,12 @@ a normal 100 Hz recording whatever the playback speed.
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from collections.abc import AsyncIterator
 
 import numpy as np
 
+from sensors.pacing import RateMeter, wait_until
 from sensors.samples import SENSOR_ROLES, SampleBatch, SensorHealth, SensorRole
 from sensors.simulation.patient import SimulatedPatient
 
@@ -65,9 +65,7 @@ class SimulatedPatientSource:
         self._started = False
         self._status = "idle"
         self._last_seen: dict[SensorRole, float | None] = {r: None for r in SENSOR_ROLES}
-        self._recent: dict[SensorRole, collections.deque[tuple[float, int]]] = {
-            r: collections.deque() for r in SENSOR_ROLES
-        }
+        self._rates = {r: RateMeter(_RATE_WINDOW_S) for r in SENSOR_ROLES}
 
     @property
     def time_origin_s(self) -> float | None:
@@ -114,7 +112,7 @@ class SimulatedPatientSource:
                 # when the wall clock passes its newest sample, not at the end of the tick.
                 for part in sorted(parts, key=lambda p: float(p.time_s[-1])):
                     if self.realtime:
-                        await self._wait_until(wall0 + (float(part.time_s[-1]) - origin) / self.speed)
+                        await wait_until(wall0 + (float(part.time_s[-1]) - origin) / self.speed, self._stop)
                     if self._stop.is_set():
                         break
                     self._note(part.sensor, part)
@@ -125,31 +123,10 @@ class SimulatedPatientSource:
         finally:
             self._status = "stopped"
 
-    async def _wait_until(self, wall_s: float) -> None:
-        delay = wall_s - time.monotonic()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=delay)
-        except asyncio.TimeoutError:
-            pass
-
     def _note(self, role: SensorRole, batch: SampleBatch) -> None:
         last = float(batch.time_s[-1])
         self._last_seen[role] = last
-        recent = self._recent[role]
-        recent.append((last, len(batch)))
-        while len(recent) > 2 and recent[0][0] < last - _RATE_WINDOW_S:
-            recent.popleft()
-
-    def _rate_hz(self, role: SensorRole) -> float:
-        recent = self._recent[role]
-        if len(recent) < 2:
-            return 0.0
-        span = recent[-1][0] - recent[0][0]
-        n = sum(count for _, count in list(recent)[1:])
-        return n / span if span > 0 else 0.0
+        self._rates[role].note(last, len(batch))
 
     async def stop(self) -> None:
         """End the stream promptly (the generator returns at its next step)."""
@@ -165,7 +142,7 @@ class SimulatedPatientSource:
                 connected=streaming,
                 device_name=f"Simulated IMU ({role})",
                 address=f"sim:{role}",
-                rate_hz=self._rate_hz(role),
+                rate_hz=self._rates[role].rate_hz,
                 nominal_rate_hz=self.patient.rate_hz,
                 loss_pct=0.0,
                 last_seen_s=self._last_seen[role],
