@@ -15,8 +15,8 @@ every gap interrupts, however short. The sensors' health is watched on a timer a
 of a sensor's state (reconnecting, silent, streaming again) is published as a status message at
 once, since a lost lower sensor produces no frames to carry it.
 
-`SessionManager` holds the current session. There is one at a time for now, but sessions are
-keyed by `session_id` so several can exist later (one broadcaster per session then).
+`SessionManager` holds the live sessions: one per patient at a time, any number of patients at
+once (up to `max_live_sessions`), each publishing on its patient's broadcaster topic.
 """
 
 from __future__ import annotations
@@ -623,7 +623,8 @@ class LiveSession:
 
 
 class SessionManager:
-    """Holds the live sessions (one active at a time for now) and the live broadcaster."""
+    """Holds the live sessions, one per patient at a time (several patients at once), and the
+    broadcaster that carries each patient's frames on the patient's own topic."""
 
     practice: Any = None  # PracticeService (api/practice.py): prepares practice sessions
     recordings: Any = None  # Recordings (api/recording.py): stores every session
@@ -635,27 +636,48 @@ class SessionManager:
         components: Callable[[], Components] = default_components,
         source_factory: Callable[[schema.StartSessionRequest], tuple[SensorSource, dict]] = make_source,
         default_level: int = 1,
+        max_live_sessions: int = 200,
     ) -> None:
         self.default_level = default_level
+        self.max_live_sessions = max_live_sessions
         self.broadcaster = broadcaster
         self._components = components
         self._source_factory = source_factory
-        self.sessions: dict[str, LiveSession] = {}
-        self.current: LiveSession | None = None
+        self.sessions: dict[str, LiveSession] = {}  # the live ones and each patient's latest
+        self.current: LiveSession | None = None  # the most recently started session
         self.by_patient: dict[str, LiveSession] = {}  # each patient's latest session
 
     def levels(self) -> dict[int, Any]:
         return self._components().levels()
 
+    def live_sessions(self) -> list[LiveSession]:
+        """The sessions still under way, oldest first."""
+        return [s for s in self.sessions.values() if s.active]
+
+    def _check_can_start(self, req: schema.StartSessionRequest, patient_id: str | None) -> None:
+        mine = self.by_patient.get(patient_id) if patient_id is not None else (
+            self.current if self.current is not None and self.current.patient_id is None else None)
+        if mine is not None and mine.active:
+            raise SessionConflict(
+                f"session {mine.session_id} is still {mine.state}; stop it first")
+        live = self.live_sessions()
+        if len(live) >= self.max_live_sessions:
+            raise SessionConflict(f"this service already runs {len(live)} live sessions, its "
+                                  "limit; try again when one has ended")
+        if req.source == "ble":  # one Bluetooth adapter: one BLE session per host
+            for other in live:
+                if other.source_name == "ble":
+                    raise SessionConflict(
+                        f"the Bluetooth sensors of this host are in use by session "
+                        f"{other.session_id}; stop it first")
+
     async def start(
         self, req: schema.StartSessionRequest, *, patient_id: str | None = None
     ) -> LiveSession:
         """Start a session; with `patient_id` its frames and status go only to that patient's
-        live topic (api/auth lets the patient and their therapist subscribe to it)."""
-        if self.current is not None and self.current.active:
-            raise SessionConflict(
-                f"session {self.current.session_id} is still {self.current.state}; stop it first"
-            )
+        live topic (api/auth lets the patient and their therapist subscribe to it). Other
+        patients' sessions go on; the same patient's must have ended (SessionConflict)."""
+        self._check_can_start(req, patient_id)
         components = self._components()
         level = self.default_level if req.level is None else req.level
         known = sorted(components.levels())
@@ -678,19 +700,28 @@ class SessionManager:
             info=info,
             patient_id=patient_id,
         )
-        self.sessions = {session.session_id: session}  # keep only the latest for now
         self.current = session
-        # like `sessions`: keep what is still live, and the latest (stored sessions are in the
-        # recordings); without this every patient's last session would stay in memory
-        self.by_patient = {p: s for p, s in self.by_patient.items() if s.active}
         if patient_id is not None:
+            self.by_patient.pop(patient_id, None)  # re-inserted last: newest at the end
             self.by_patient[patient_id] = session
+        self._forget_ended()
+        self.sessions[session.session_id] = session
         if prepared is not None:
             prepared.attach(session)
         if self.recordings is not None:
             session.recorder = self.recordings.recorder_for(session, req)
         session.start()
         return session
+
+    def _forget_ended(self) -> None:
+        """Keep what is still live and the latest ended session of the most recent
+        `max_live_sessions` patients (for their summary; stored sessions are in the
+        recordings); without this every session would stay in memory."""
+        ended = [p for p, s in self.by_patient.items() if not s.active]
+        for p in ended[:max(0, len(ended) - self.max_live_sessions)]:
+            del self.by_patient[p]
+        keep = {id(s) for s in self.by_patient.values()} | {id(self.current)}
+        self.sessions = {k: s for k, s in self.sessions.items() if s.active or id(s) in keep}
 
     async def stop(self) -> LiveSession:
         if self.current is None:
@@ -756,5 +787,6 @@ class SessionManager:
             self.broadcaster.publish(self.status_message())
 
     async def shutdown(self) -> None:
-        if self.current is not None and self.current.active:
-            await self.current.stop()
+        live = self.live_sessions()
+        if live:
+            await asyncio.gather(*(s.stop() for s in live), return_exceptions=True)

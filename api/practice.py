@@ -158,7 +158,8 @@ class Prepared:
     def attach(self, session: Any) -> PracticeDriver:
         driver = PracticeDriver(self, session.session_id)
         session.practice = driver
-        self.service.driver = driver
+        self.service.drivers[self.patient_id] = driver
+        self.service.latest_driver = driver
         return driver
 
 
@@ -639,8 +640,19 @@ class PracticeService:
                  default_source: str = "simulated") -> None:
         self.library = library or load_library()
         self.store = PatientStore(data_dir)
-        self.driver: PracticeDriver | None = None
+        # each patient's latest practice driver (sessions of several patients run at once)
+        self.drivers: dict[str, PracticeDriver] = {}
+        self.latest_driver: PracticeDriver | None = None
         self.default_source = default_source
+
+    @property
+    def driver(self) -> PracticeDriver | None:
+        """The most recently started practice driver, whoever's (a single-patient view)."""
+        return self.latest_driver
+
+    def driver_of(self, patient_id: str | None) -> PracticeDriver | None:
+        """The patient's latest driver (`None`: the most recent one, whoever's)."""
+        return self.latest_driver if patient_id is None else self.drivers.get(patient_id)
 
     # -- helpers -----------------------------------------------------------------------------
     def exercise_name(self, exercise_id: str) -> str:
@@ -680,8 +692,8 @@ class PracticeService:
                                                                           default_level)
 
     def active_driver(self, patient_id: str | None = None) -> PracticeDriver:
-        d = self.driver
-        if d is None or (patient_id is not None and d.patient_id != patient_id):
+        d = self.driver_of(patient_id)
+        if d is None:
             raise PracticeConflict("no practice session for this patient: start today's "
                                    "exercises first")
         return d
@@ -738,8 +750,9 @@ class PracticeService:
                     raise PracticeError("the simulated patient cannot do the repositioning "
                                         "test; set repositioning_trials to 0")
                 prepared.source = self._sim_source(req, baseline_blocks(params))
-        if self.driver is not None:
-            self.driver.close()
+        previous = self.drivers.get(pid)
+        if previous is not None:
+            previous.close()
         return prepared
 
     def _simulated(self, req: Any) -> bool:
@@ -872,8 +885,7 @@ class PracticeService:
                 ex.level(level)
             except LibraryError as exc:
                 raise PracticeError(str(exc).split(": ", 2)[-1]) from None
-            driver = self.driver if (self.driver is not None
-                                     and self.driver.patient_id == patient_id) else None
+            driver = self.drivers.get(patient_id)
             live = driver is not None and driver.runner is not None and not driver.runner.done
             if not live:
                 self._check_level_fits(rec, exercise_id, level)
@@ -887,9 +899,10 @@ class PracticeService:
         rec["progress"][exercise_id] = progress.as_dict()
         self._sync_program_levels(rec)
         self.store.save(rec)
-        if self.driver is not None and self.driver.patient_id == patient_id:
+        live_driver = self.drivers.get(patient_id)
+        if live_driver is not None:
             for d in decisions:
-                self.driver._event({"type": "progression_decided", "audience": "therapist",
+                live_driver._event({"type": "progression_decided", "audience": "therapist",
                                     "decision": d})
         return decisions, events
 
@@ -1040,8 +1053,8 @@ class PracticeService:
                 "rmdq_status": self.rmdq_status(rec)}
 
     def state(self, patient_id: str | None = None) -> dict[str, Any]:
-        d = self.driver
-        if d is None or (patient_id is not None and d.patient_id != patient_id):
+        d = self.driver_of(patient_id)
+        if d is None:
             return {"active": False, "patient_id": patient_id or DEFAULT_PATIENT,
                     "program": None}
         return {"active": True, "patient_id": d.patient_id, "session_id": d.session_id,

@@ -105,10 +105,6 @@ class PatientSessions:
         return self.manager.status_for(self.patient.id)
 
     async def start(self, req: schema.StartSessionRequest) -> LiveSession:
-        cur = self.manager.current
-        if cur is not None and cur.active and cur.patient_id != self.patient.id:
-            raise SessionConflict("Another patient's session is running on this service; only "
-                                  "one session runs at a time for now.")
         return await self.manager.start(req, patient_id=self.patient.id)
 
     async def stop(self) -> LiveSession:

@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
 from api import schema, sources
-from api.live import SessionConflict
 from api.practice import (
     PracticeConflict,
     PracticeError,
@@ -127,14 +126,9 @@ async def start(request: Request, svc: Practice,
     if resolve is not None and roles is not None:
         start_req = resolve(start_req, request.app.state.settings, roles)
     if _account(request) is None:
-        await manager.start(start_req)
+        session = await manager.start(start_req)
     else:
-        cur = manager.current
-        if cur is not None and cur.active and cur.patient_id != pid:
-            raise SessionConflict("Another patient's session is running on this service; only "
-                                  "one session runs at a time for now.")
-        await manager.start(start_req, patient_id=pid)
-    session = manager.current
+        session = await manager.start(start_req, patient_id=pid)
     return {"session": session.status().model_dump() if session is not None else None,
             "practice": svc.state(pid)}
 
@@ -231,8 +225,8 @@ async def put_program(svc: Practice, pid: PathPatient, req: ProgramEdit) -> dict
     each problem. A changed level is logged as a therapist decision. A program that is running
     now keeps going; the edit applies from the next session."""
     _, decisions = svc.edit_program(pid, req)
-    running = svc.driver is not None and svc.driver.patient_id == pid and (
-        svc.driver.phase in ("calibrating", "running"))
+    driver = svc.drivers.get(pid)
+    running = driver is not None and driver.phase in ("calibrating", "running")
     return {"patient": svc.patient_view(pid), "decisions": decisions,
             "applies": "next session" if running else "now"}
 
