@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import schema
 from api.auth.setup import autostart_patient_id, install_auth
+from api.broker import install_broker
 from api.fanout import Broadcaster
 from api.live import (
     NoSession,
@@ -23,7 +24,10 @@ from api.live import (
     TargetError,
     default_components,
 )
+from api.routes import history as history_routes
+from api.routes import ingest as ingest_routes
 from api.routes import live as live_routes
+from api.routes import overview as overview_routes
 from api.routes import practice as practice_routes
 from api.routes import recordings as recordings_routes
 from api.routes import meta, pages, sensors, session
@@ -51,12 +55,20 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
         heartbeat = asyncio.get_running_loop().create_task(
             manager.broadcaster.run_heartbeat(), name="lumbo-heartbeat"
         )
+        if app.state.broker is not None:
+            await app.state.broker.start()  # connects in the background, retried if absent
         if settings.autostart is not None:
             await manager.start(settings.autostart, patient_id=autostart_patient_id(app))
+        if settings.demo_companions and settings.auth.demo_accounts:
+            from api.auth.cli import start_demo_companions
+
+            await start_demo_companions(app, settings.demo_companions)
         try:
             yield
         finally:
             await manager.shutdown()
+            if app.state.broker is not None:
+                await app.state.broker.aclose()
             await app.state.recordings.aclose()  # every recording closed: nothing left queued
             await manager.broadcaster.close_all()
             heartbeat.cancel()
@@ -93,6 +105,7 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
     broadcaster.heartbeat_message = manager.heartbeat_message
     app.state.settings = settings
     app.state.manager = manager
+    install_broker(app, settings)  # several instances: live fan-out through Redis (api/broker.py)
     install_auth(app, settings)  # accounts; every route and the WebSocket need a sign-in
     app.state.sensor_roles = store
     app.state.source_context = source_context
@@ -118,6 +131,13 @@ def create_app(settings: Settings | None = None, *, components: Callable | None 
 
     practice_routes.install(app)  # graded practice: /api/practice, the session hook
     recordings_routes.install(app)  # every session stored; /api/recordings; the replay source
+    ingest_routes.install(app)  # edge mode, central side: /api/ingest uploads, /ws/ingest/live
+    if settings.edge is not None:  # edge mode: upload to and relay live to a central service
+        from api.edge import install_edge
+
+        install_edge(app)
+    history_routes.install(app)  # /api/patients/{id}/history(.csv), the printable report
+    overview_routes.install(app)  # /api/live/sessions, /ws/overview: live sessions at a glance
     app.include_router(session.router)
     app.include_router(sensors.router)
     app.include_router(meta.router)

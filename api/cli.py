@@ -72,6 +72,14 @@ def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="port; default 8000")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
+    from recordings.commands import add_db_option
+
+    add_db_option(p)
+
+
+def _db(args: argparse.Namespace) -> dict[str, object]:
+    """The `--db` override of Settings (else $LUMBO_DB, else the data directory's lumbo.db)."""
+    return {"db": args.db} if getattr(args, "db", None) else {}
 
 
 def _positive(text: str) -> float:
@@ -81,13 +89,23 @@ def _positive(text: str) -> float:
     return value
 
 
+def _broker_url(text: str) -> str:
+    from api.broker import check_broker_url
+
+    try:
+        return check_broker_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     if getattr(args, "ble", False):
         from api.ble_commands import cmd_demo_ble
 
         def make_settings(**overrides: object) -> Settings:
             return Settings.from_env(host=args.host, port=args.port, default_level=args.level,
-                                     auth=AuthSettings(demo_accounts=True), **overrides)
+                                     auth=AuthSettings(demo_accounts=True), **_db(args),
+                                     **overrides)
 
         return cmd_demo_ble(args, make_settings, _print_banner, args.log_level)
     # graded practice (api/practice.py): the simulated patient performs the demo patient's day's
@@ -98,7 +116,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         loop=True, realtime=True, level=args.level, practice=practice,
     )
     settings = Settings.from_env(host=args.host, port=args.port, autostart=autostart,
-                                 default_level=args.level, auth=AuthSettings(demo_accounts=True))
+                                 default_level=args.level, auth=AuthSettings(demo_accounts=True),
+                                 demo_companions=args.companions, **_db(args))
     return _run(settings, "Lumbo demo: a simulated patient is practising", args.log_level)
 
 
@@ -106,7 +125,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.ble_commands import serve_settings, serve_title
 
     ble = serve_settings(args, getattr(args, "_parser", None))
-    settings = Settings.from_env(host=args.host, port=args.port, default_level=args.level, **ble)
+    # several instances sharing live views (api/broker.py); else $LUMBO_BROKER
+    broker = {"broker": args.broker} if getattr(args, "broker", None) else {}
+    settings = Settings.from_env(host=args.host, port=args.port, default_level=args.level, **ble,
+                                 **broker, **_db(args))
     return _run(settings, serve_title(ble), args.log_level)
 
 
@@ -129,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"exercise level; default {DEMO_LEVEL}")
     demo.add_argument("--classic", action="store_true",
                       help="the single flexion exercise in a loop instead of today's program")
+    demo.add_argument("--companions", type=int, choices=range(0, 21), default=2,
+                      metavar="N", help="this many more simulated patients practise at the same "
+                      "time, for the therapist's at-a-glance view (0-20); default 2")
     demo.set_defaults(func=cmd_demo)
     _add_demo_ble_options(demo)
 
@@ -141,10 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(serve)
     serve.add_argument("--level", type=int, default=DEMO_LEVEL,
                        help=f"default exercise level for new sessions; default {DEMO_LEVEL}")
+    serve.add_argument("--broker", type=_broker_url, metavar="redis://HOST:PORT/DB",
+                       help="Redis shared with the other instances of this service: a therapist "
+                            "on any instance watches a patient live on another (default: "
+                            "$LUMBO_BROKER, else none)")
     serve.set_defaults(func=cmd_serve, _parser=serve)
     _add_serve_ble_options(serve)
     _add_analyze(sub)
     _add_accounts(sub)
+    _add_edge(sub)
     _add_scan(sub)
     _add_recordings(sub)
     return parser
@@ -154,6 +184,13 @@ def _add_accounts(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     from api.auth.cli import add_account_commands
 
     add_account_commands(sub)
+
+
+def _add_edge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`edge`, `create-device-token`, `device-tokens`, `revoke-device-token` (edge_commands)."""
+    from api.edge_commands import add_subcommands
+
+    add_subcommands(sub, _add_server_options, _add_serve_ble_options, DEMO_LEVEL)
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

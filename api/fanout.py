@@ -9,10 +9,26 @@ evicted (its connection closed), so a dead peer that TCP has not noticed yet can
 `tick()` drives the application heartbeat and eviction; `run_heartbeat()` calls it every
 `heartbeat_s`. Both take an injectable clock so tests are deterministic.
 
-Topics keep live sessions apart: a client added with `topic=T` (the WebSocket endpoint uses the
-patient's id) receives only what is published with `topic=T`, and its own heartbeat
-(`heartbeat(T)`) whenever nothing was published on T for `heartbeat_s`. Clients and messages
-without a topic form one more topic, `None`.
+Topics keep live sessions apart: a client added with `topic=T` receives only what is published
+with `topic=T`, and its own heartbeat (`heartbeat(T)`) whenever nothing was published on T for
+`heartbeat_s`. Clients and messages without a topic form one more topic, `None`. Clients are
+indexed by topic, so a publish costs one queue put per client of that topic, whatever else is
+connected.
+
+Topic names (api/live.py publishes, api/routes/live.py subscribes), one pair per patient:
+
+- `"<patient_id>"` (`audience_topic(pid, "therapist")`): the therapist's clients: full frames;
+- `"<patient_id>/patient"` (`audience_topic(pid, "patient")`): the patient's own clients: each
+  frame's patient view (api/audience.py: no therapist-only fields, no position the current
+  practice block hides).
+
+Each frame is serialised once per audience, not once per client; status messages go to both
+topics, heartbeats to each topic with clients. `topic_patient(topic)` gives the patient of
+either topic. A relay between service instances relays both topics of a patient.
+
+Public API (kept stable for such relays): `add_client(send, close, name=, topic=)`,
+`publish(message, topic=)`, `topic_clients(topic)`, `offer(client, message)`,
+`remove_client(client)`, `clients`, `tick()`, `run_heartbeat()`, `close_all()`.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +48,26 @@ Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
 
 EVICT_CLOSE_CODE = 1013  # "try again later": the client fell too far behind
+
+Audience = Literal["therapist", "patient"]
+PATIENT_TOPIC_SUFFIX = "/patient"  # patient ids never contain "/" (api/auth, recordings)
+
+
+def audience_topic(patient_id: str, audience: Audience) -> str:
+    """The topic of one patient's live frames for one audience (see the module docstring)."""
+    return patient_id + PATIENT_TOPIC_SUFFIX if audience == "patient" else patient_id
+
+
+def audience_topics(patient_id: str) -> tuple[str, str]:
+    """Both topics of a patient: (therapist, patient)."""
+    return patient_id, patient_id + PATIENT_TOPIC_SUFFIX
+
+
+def topic_patient(topic: str | None) -> str | None:
+    """The patient whose live topic `topic` is (either audience); None for topic None."""
+    if topic is not None and topic.endswith(PATIENT_TOPIC_SUFFIX):
+        return topic[: -len(PATIENT_TOPIC_SUFFIX)]
+    return topic
 
 
 @dataclass(eq=False)
@@ -84,6 +121,7 @@ class Broadcaster:
         self._clock = clock
         self._ids = itertools.count(1)
         self._clients: dict[int, Client] = {}
+        self._by_topic: dict[str | None, dict[int, Client]] = {}  # the same clients, by topic
         self.last_publish_s = clock()  # of topic None
         self._topic_last_s: dict[str, float] = {}
         self.published = 0
@@ -113,10 +151,19 @@ class Broadcaster:
             self._sender(client), name=f"lumbo-ws-sender-{client.id}"
         )
         self._clients[client.id] = client
+        self._by_topic.setdefault(topic, {})[client.id] = client
         return client
 
-    async def remove_client(self, client: Client, reason: str = "disconnected") -> None:
+    def _forget(self, client: Client) -> None:
         self._clients.pop(client.id, None)
+        members = self._by_topic.get(client.topic)
+        if members is not None:
+            members.pop(client.id, None)
+            if not members:
+                del self._by_topic[client.topic]
+
+    async def remove_client(self, client: Client, reason: str = "disconnected") -> None:
+        self._forget(client)
         if not client.closed:
             client.closed = True
             client.close_reason = reason
@@ -139,12 +186,13 @@ class Broadcaster:
         else:
             self._topic_last_s[topic] = self._clock()
         self.published += 1
-        for client in self._clients.values():
-            if client.topic == topic:
+        members = self._by_topic.get(topic)
+        if members:
+            for client in list(members.values()):
                 self.offer(client, message)
 
     def topic_clients(self, topic: str | None) -> list[Client]:
-        return [c for c in self._clients.values() if c.topic == topic]
+        return list(self._by_topic.get(topic, {}).values())
 
     def offer(self, client: Client, message: str) -> None:
         """Queue one message for one client, dropping its oldest queued message if full."""
@@ -192,7 +240,7 @@ class Broadcaster:
         """A heartbeat per topic that has clients and published nothing for `heartbeat_s`."""
         assert self.heartbeat_message is not None
         now = self._clock()
-        topics = {c.topic for c in self._clients.values() if c.topic is not None}
+        topics = {t for t in self._by_topic if t is not None}
         for topic in topics:
             if now - self._topic_last_s.get(topic, -float("inf")) < self.heartbeat_s:
                 continue
@@ -230,7 +278,7 @@ class Broadcaster:
             log.debug("live client %s send failed: %r", client.id, exc)
             client.closed = True
             client.close_reason = f"send failed: {exc!r}"
-            self._clients.pop(client.id, None)
+            self._forget(client)
 
     async def _evict(self, client: Client, code: int, reason: str) -> None:
         await self.remove_client(client, reason)

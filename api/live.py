@@ -16,7 +16,9 @@ of a sensor's state (reconnecting, silent, streaming again) is published as a st
 once, since a lost lower sensor produces no frames to carry it.
 
 `SessionManager` holds the live sessions: one per patient at a time, any number of patients at
-once (up to `max_live_sessions`), each publishing on its patient's broadcaster topic.
+once (up to `max_live_sessions`), each publishing on its patient's broadcaster topics: the full
+frame for the therapist's clients, and the patient's view of it (api/audience.py) for the
+patient's own, each serialised once per frame (topic names: api/fanout.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from api import schema
-from api.fanout import Broadcaster
+from api.audience import patient_frame
+from api.fanout import Broadcaster, audience_topic, audience_topics, topic_patient
 from api.sources import make_source
 from sensors.samples import SampleBatch
 from sensors.source import SensorSource
@@ -106,8 +109,19 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
 
 
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
 def _clean(value: Any) -> Any:
-    """Make engine dicts JSON-safe: numpy scalars → Python, NaN/inf → None."""
+    """Make engine dicts JSON-safe: numpy scalars → Python, NaN/inf → None. Runs on every
+    frame's feedback and sensor state, so the plain Python types take a fast path first."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return value
+    if kind is float:
+        return round(value, 4) if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -145,6 +159,7 @@ class LiveSession:
         level: int = 1,
         reps_per_set: int | None = None,
         publish: Callable[[str], None] | None = None,
+        publish_patient: Callable[[str], None] | None = None,
         on_change: Callable[[LiveSession], None] | None = None,
         components: Components | None = None,
         info: dict[str, Any] | None = None,
@@ -156,7 +171,8 @@ class LiveSession:
         self.source_name = source_name
         self.info = dict(info or {})
         self.reps_per_set = reps_per_set
-        self._publish = publish
+        self._publish = publish  # the full frame (the therapist's clients)
+        self._publish_patient = publish_patient  # its patient view (the patient's own clients)
         self._on_change = on_change
         self.components = components or default_components()
         self.pipeline = self.components.make_pipeline()
@@ -234,8 +250,7 @@ class LiveSession:
             async for batch in self.source.batches():
                 frame = self.process_batch(batch)
                 if frame is not None:
-                    if self._publish is not None:
-                        self._publish(frame.model_dump_json())
+                    self._publish_frame(frame)
                     await asyncio.sleep(0)  # let senders and HTTP run even with an unpaced source
                 if self._stopping:
                     break
@@ -256,6 +271,15 @@ class LiveSession:
                 self._health_task.cancel()
             with contextlib.suppress(Exception):
                 await self.source.stop()
+
+    def _publish_frame(self, frame: schema.LiveFrame) -> None:
+        """Stamp the frame with the publish time (server monotonic clock) and publish it, once
+        per audience: the full frame, and the patient's view of it."""
+        frame.server_time_s = round(time.monotonic(), 6)
+        if self._publish is not None:
+            self._publish(frame.model_dump_json())
+        if self._publish_patient is not None:
+            self._publish_patient(patient_frame(frame).model_dump_json())
 
     HEALTH_CHECK_S = 0.2
 
@@ -695,6 +719,8 @@ class SessionManager:
             level=level,
             reps_per_set=req.reps_per_set,
             publish=self._publisher(patient_id),
+            publish_patient=None if patient_id is None else functools.partial(
+                self.broadcaster.publish, topic=audience_topic(patient_id, "patient")),
             on_change=self._publish_status,
             components=components,
             info=info,
@@ -753,7 +779,7 @@ class SessionManager:
     def status_for(self, patient_id: str) -> schema.SessionStatus:
         """Status of the patient's latest session (`idle` if they have none)."""
         b = self.broadcaster
-        clients = len(b.topic_clients(patient_id))
+        clients = sum(len(b.topic_clients(t)) for t in audience_topics(patient_id))
         session = self.by_patient.get(patient_id)
         if session is None:
             return schema.SessionStatus(clients=clients, dropped_frames=b.dropped_total)
@@ -763,7 +789,9 @@ class SessionManager:
         status = self.status() if patient_id is None else self.status_for(patient_id)
         return schema.StatusMessage(session=status).model_dump_json()
 
-    def heartbeat_message(self, patient_id: str | None = None) -> str:
+    def heartbeat_message(self, topic: str | None = None) -> str:
+        """The heartbeat of a broadcaster topic (either audience of a patient, or None)."""
+        patient_id = topic_patient(topic)
         cur = self.current if patient_id is None else self.by_patient.get(patient_id)
         return schema.Heartbeat(
             session_id=cur.session_id if cur else None,
@@ -782,7 +810,9 @@ class SessionManager:
         pid = session.patient_id
         if pid is not None:
             if self.by_patient.get(pid) is session:
-                self.broadcaster.publish(self.status_message(pid), topic=pid)
+                message = self.status_message(pid)
+                for topic in audience_topics(pid):  # the same for both audiences
+                    self.broadcaster.publish(message, topic=topic)
         elif session is self.current:
             self.broadcaster.publish(self.status_message())
 

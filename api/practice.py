@@ -192,6 +192,8 @@ class PracticeDriver:
         self._instructions: str | None = None
         self._review: dict[str, Any] | None = None
         self._pending_levels: dict[str, int] = {}
+        self._items_key: tuple[Any, ...] | None = None  # items() of the last frame, and why
+        self._items: list[dict[str, Any]] = []
 
     # -- live input --------------------------------------------------------------------------
     def on_angles(self, session: Any, angles: Any) -> None:
@@ -496,9 +498,24 @@ class PracticeDriver:
         return out
 
     def items(self, stage: int | None = None) -> list[dict[str, Any]]:
-        """The program's exercises with their status; `stage` the runner's 1-based stage."""
+        """The program's exercises with their status; `stage` the runner's 1-based stage.
+        Every frame asks; the list only changes with the program (a new DayProgram on every
+        change), the stage and the runner's start and end, so it is rebuilt only then."""
         if self.program is None:
             return []
+        runner = self.runner
+        running = runner is not None and not runner.done
+        if running and stage is None:
+            stage = runner.state.stage  # type: ignore[union-attr]
+        last = self._items_key
+        if (last is None or last[0] is not self.program or last[1] is not runner
+                or last[2:] != (running, stage)):
+            self._items = self._build_items(stage)
+            self._items_key = (self.program, runner, running, stage)
+        return [dict(item) for item in self._items]
+
+    def _build_items(self, stage: int | None) -> list[dict[str, Any]]:
+        assert self.program is not None
         lib = self.service.library
         runner = self.runner
         running = runner is not None and not runner.done

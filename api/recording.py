@@ -1,9 +1,12 @@
 """Recording the live service's sessions: the glue between `api.live` and `recordings/`.
 
-- `Recordings`: the service's `RecordingStore` in `settings.data_dir` ($LUMBO_DATA_DIR), opened
-  once at start-up (which also marks sessions of a crashed run `interrupted`). A store that
-  cannot be opened (read-only or full disk) does not stop the service: sessions run, their
-  storage health says why they are not recorded, and every new session tries again.
+- `Recordings`: the service's `RecordingStore` at `settings.database()` (`--db`/$LUMBO_DB, else
+  the data directory $LUMBO_DATA_DIR), opened once at start-up (which also marks sessions of a
+  crashed run `interrupted`). A store that cannot be opened (read-only or full disk, database
+  server unreachable) does not stop the service: sessions run, their storage health says why
+  they are not recorded, and every new session tries again. On a shared PostgreSQL database the
+  other instances may crash too, so a background thread repeats that marking every
+  `RECOVERY_INTERVAL_S` (it never marks a session whose writer is alive on any instance).
 - `SessionRecorder`: one per live session. `LiveSession` hands it every batch as received and
   the angles computed from it (`on_batch`), every feedback event (`on_event`) and every change
   of state or target (`on_change`); it forwards them to an `AsyncSessionWriter`, whose thread
@@ -28,6 +31,7 @@ import collections
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +47,7 @@ from recordings import (
     SessionInfo,
     StorageError,
 )
+from recordings.database import is_url, redact
 from recordings.errors import SessionNotFound
 
 if TYPE_CHECKING:
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 TERMINAL_STATES = ("stopped", "ended", "failed")
 BASE_COMMIT_INTERVAL_S = 0.5
 MAX_BUFFERED_SAMPLES = 60_000  # 5 min of 2 × 100 Hz kept in memory while storage fails
+RECOVERY_INTERVAL_S = 60.0  # shared database: how often other instances' dead sessions are marked
 
 
 def _finite(x: Any) -> float | None:
@@ -64,13 +70,21 @@ def _finite(x: Any) -> float | None:
 
 
 class Recordings:
-    """The live service's recordings (see the module docstring). `data_dir=None`: off."""
+    """The live service's recordings (see the module docstring). `data_dir`: a data directory or
+    a storage URL (recordings/database.py); None: off."""
 
     def __init__(self, data_dir: Path | str | None, *, enabled: bool = True,
-                 max_buffered_samples: int = MAX_BUFFERED_SAMPLES) -> None:
-        self.data_dir = None if data_dir is None else Path(data_dir).expanduser()
+                 max_buffered_samples: int = MAX_BUFFERED_SAMPLES,
+                 recovery_interval_s: float = RECOVERY_INTERVAL_S) -> None:
+        self.data_dir: Path | str | None = (
+            None if data_dir is None else data_dir if is_url(data_dir)
+            else Path(data_dir).expanduser())
+        self.location = "" if self.data_dir is None else _display(self.data_dir)
         self.enabled = enabled and self.data_dir is not None
         self.max_buffered_samples = max_buffered_samples
+        self.recovery_interval_s = recovery_interval_s
+        self._sweeper: threading.Thread | None = None
+        self._stop_sweeping = threading.Event()
         self.store: RecordingStore | None = None
         self.error: StorageError | None = None
         self.recovered: list[str] = []
@@ -96,7 +110,26 @@ class Recordings:
             if self.recovered:
                 log.warning("sessions of an earlier run marked interrupted: %s",
                             ", ".join(self.recovered))
+            if self.store.dialect != "sqlite" and self._sweeper is None:
+                self._sweeper = threading.Thread(target=self._sweep, args=(self.store,),
+                                                 name="lumbo-recovery", daemon=True)
+                self._sweeper.start()
         return self.store
+
+    def _sweep(self, store: RecordingStore) -> None:
+        """Shared database: mark the sessions of instances that died since (see locks.py)."""
+        while not self._stop_sweeping.wait(self.recovery_interval_s):
+            try:
+                found = store.recover_interrupted()
+            except StorageError as exc:
+                log.warning("could not look for interrupted sessions: %s", exc)
+                continue
+            except Exception:  # noqa: BLE001 - the store was closed under us: stop
+                return
+            if found:
+                self.recovered += found
+                log.warning("sessions of a stopped instance marked interrupted: %s",
+                            ", ".join(found))
 
     def reader(self) -> RecordingStore | None:
         """A store to read from: the writable one, else a read-only view (None: no database)."""
@@ -146,11 +179,19 @@ class Recordings:
 
     async def aclose(self) -> None:
         await self.wait_closed()
+        self._stop_sweeping.set()
+        if self._sweeper is not None:
+            await asyncio.to_thread(self._sweeper.join, 30)
+            self._sweeper = None
         for s in (self.store, self._reader):
             if s is not None:
                 with contextlib.suppress(Exception):
                     s.close()
         self.store = self._reader = None
+
+
+def _display(location: Path | str) -> str:
+    return redact(location) if isinstance(location, str) else str(location)
 
 
 class _Observer:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recordings.commands import add_data_dir_option
+from recordings.commands import add_data_dir_option, location
 from recordings.commands import add_subcommands as add_transfer_subcommands
 from recordings.errors import SessionNotFound, StorageError
 from recordings.store import RecordingStore
@@ -78,10 +78,7 @@ def add_subcommands(sub: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> RecordingStore:
-    from recordings.paths import default_data_dir
-
-    return RecordingStore(Path(args.data_dir).expanduser() if args.data_dir
-                          else default_data_dir())
+    return RecordingStore(location(args))
 
 
 def cmd_reanalyze(args: argparse.Namespace) -> int:
@@ -166,6 +163,10 @@ def _replay_serve(args: argparse.Namespace) -> int:
         overrides["default_level"] = args.level
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir).expanduser()
+    if getattr(args, "db", None):
+        overrides["db"] = args.db
+    elif args.data_dir:
+        overrides["db"] = None  # --data-dir names the database too (not $LUMBO_DB)
     settings = _with_demo_patient(Settings.from_env(**overrides))
     title = f"Lumbo replay of session {rec.id} ({(rec.duration_s or 0) / 60:.1f} min)"
     return _run(settings, title, args.log_level, cli)

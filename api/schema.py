@@ -171,13 +171,21 @@ class StorageHealth(_Strict):
 class LiveFrame(_Strict):
     """One live frame. `t_s` is the host monotonic time (the `SampleBatch.time_s` clock) of the
     newest angle sample in the frame, or of the newest lower-sensor sample while no angles exist
-    yet (during calibration)."""
+    yet (during calibration). The therapist's clients receive it whole; the patient's own clients
+    receive the patient's view of it, same schema (api/audience.py): `trace` empty,
+    `program.exercise` null, therapist events left out, and `angles`/`velocity` null while the
+    practice block withholds the position from the patient."""
 
     type: Literal["frame"] = "frame"
     schema_version: Literal[1] = SCHEMA_VERSION
     session_id: str
     seq: int = Field(ge=0, description="frame counter within the session, from 0")
     t_s: float
+    server_time_s: float | None = Field(
+        None, description="server monotonic clock (CLOCK_MONOTONIC, the heartbeat's "
+        "`server_time_s`) when the frame was made and published, s: a client on the same host "
+        "measures the fan-out latency against it (bench/fanout.py)",
+    )
     angles: Angles
     velocity: Velocity
     trace: Trace

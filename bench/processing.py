@@ -17,7 +17,8 @@ are limited to one), every comparison side by side in the same run:
    Lumbo's pipeline next to plain 6D VQF per sensor (VQF's own rest bias, no heading
    correction), the same calibration.
 3. Offline throughput of the whole pipeline (both sensors, calibration, angles, segmentation,
-   smoothness) against `VQF.updateBatch` alone over the same two sensors' data.
+   smoothness; `processing.offline.analyze_detailed`) against `VQF.updateBatch` alone over the
+   same two sensors' data, interleaved runs, the least CPU time of each.
 4. Streaming: processing time per 10 ms of data (both sensors' batches) after calibration,
    p50/p99, and memory per live session (tracemalloc: held after ten minutes, and peak).
 """
@@ -36,7 +37,8 @@ import time  # noqa: E402
 import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from importlib.metadata import version  # noqa: E402
+from importlib.metadata import PackageNotFoundError  # noqa: E402
+from importlib.metadata import version as _version  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -49,6 +51,14 @@ from processing.orientation import estimate_orientation  # noqa: E402
 from processing.pipeline import LumbarPipeline, PipelineParams  # noqa: E402
 from processing.rest_bias import RestBiasParams  # noqa: E402
 from sensors.simulation import PatientParams, SimulatedPatient, mixed_session  # noqa: E402
+
+def version(dist: str) -> str:
+    """Installed version of `dist` ("not installed": the BROAD peers are optional, `.[bench]`)."""
+    try:
+        return _version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
 
 NWU_TO_ENU = np.array([np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4)])  # Rz(90°)
 
@@ -197,11 +207,13 @@ def bench_accuracy(seeds: list[int], minutes: float) -> None:
 
 
 def best_of(f: Callable[[], object], n: int) -> float:
+    """The least CPU time of this process over `n` runs of `f` (single-threaded: BLAS threads
+    are limited to one; CPU time leaves out the time other processes had the core)."""
     times = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         f()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return min(times)
 
 
@@ -233,7 +245,7 @@ def bench_throughput(minutes: float, repeats: int) -> None:
         t_vqf = min(t_vqf, best_of(vqf_alone, 1))
         t_pipe = min(t_pipe, best_of(pipeline, 1))
         t_ang = min(t_ang, best_of(pipeline_angles_only, 1))
-    print(f"\n## Offline throughput, one core ({minutes:g} min, two sensors at "
+    print(f"\n## Offline throughput, one core, CPU time ({minutes:g} min, two sensors at "
           f"{patient.rate_hz:g} Hz = {n:,} samples, {reps[-1]} repetitions; best of {repeats})")
     print("| what | time (s) | samples/s | ratio to VQF alone | one hour of data (s) |")
     print("|---|---|---|---|---|")
@@ -302,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broad-dir", type=Path, default=Path("../shared/data/broad"))
     ap.add_argument("--minutes", type=float, default=10.0, help="simulated session length")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--repeats", type=int, default=5, help="timing runs (the best counts)")
+    ap.add_argument("--repeats", type=int, default=7, help="timing runs (the best counts)")
     ap.add_argument("--no-ahrs", action="store_true",
                     help="skip ahrs' Madgwick (pure Python: about a minute on the eight trials)")
     ap.add_argument("--only", choices=("throughput", "streaming", "accuracy", "broad"),

@@ -75,6 +75,17 @@ _FIELDS = ("time_s", "q_lower", "q_upper", "gyr_lower", "gyr_upper", "acc_lower"
            "gap_before")
 
 
+def _count_at_or_before(a: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """`np.searchsorted(a, keys, side="right")` for sorted `a` and sorted `keys`: by one merge
+    (a stable sort of the two runs, which timsort merges in linear time) instead of a binary
+    search per key, several times faster for the thousands of samples of a chunk."""
+    if keys.shape[0] < 64:
+        return np.searchsorted(a, keys, side="right")
+    # stable: a's elements come before equal keys, so each key counts the equal ones of a
+    order = np.argsort(np.concatenate((a, keys)), kind="stable")
+    return np.flatnonzero(order >= a.shape[0]) - np.arange(keys.shape[0])
+
+
 class _Buffer:
     """Samples of one sensor: time, the rows [quaternion, gyr, acc] of one (10, N) array (each
     component contiguous), gap flag."""
@@ -134,7 +145,7 @@ class Aligner:
         up, lo = self._upper, self._lower
         tl = lo.t[:m]
         n_u = len(up)
-        i_raw = np.searchsorted(up.t, tl, side="right") - 1
+        i_raw = _count_at_or_before(up.t, tl) - 1
         if n_u >= 2:
             i = np.clip(i_raw, 0, n_u - 2)
             j = i + 1

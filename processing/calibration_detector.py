@@ -27,6 +27,7 @@ reports the quiet period as the neutral window.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,8 +95,10 @@ def _block_features(f: AlignedFrames, index: np.ndarray, p: CalibrationParams) -
     return _Blocks(index[starts], quiet, ups[0], ups[1])
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip(a @ b, -1.0, 1.0))))
+def _angle_deg(a: list[float], b: list[float]) -> float:
+    """Angle between two unit 3-vectors, degrees (plain floats: one per block, scalar math is
+    faster than numpy on three numbers)."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, a[0] * b[0] + a[1] * b[1] + a[2] * b[2]))))
 
 
 class CalibrationDetector:
@@ -148,18 +151,19 @@ class CalibrationDetector:
         if self._held is None:
             return None
         h = self._held
-        while self._held_pos < h.index.size:
-            i = self._held_pos
+        pos = self._held_pos
+        for b, quiet, up_l, up_u in zip(h.index[pos:].tolist(), h.quiet[pos:].tolist(),
+                                        h.up_l[pos:].tolist(), h.up_u[pos:].tolist()):
             self._held_pos += 1
-            result = self._step(int(h.index[i]), bool(h.quiet[i]), h.up_l[i], h.up_u[i])
+            result = self._step(b, quiet, up_l, up_u)
             if result is not None:
                 return result
         self._held, self._held_pos = None, 0
         return None
 
     # -- the state machine, one block at a time --------------------------------------------
-    def _step(self, b: int, quiet: bool, up_l: np.ndarray,
-              up_u: np.ndarray) -> Found | Failed | None:
+    def _step(self, b: int, quiet: bool, up_l: list[float],
+              up_u: list[float]) -> Found | Failed | None:
         if self._state == "DONE":
             return None
         p = self.params
@@ -210,7 +214,7 @@ class CalibrationDetector:
             return Failed(self._failure)
         return None
 
-    def _moving(self, b: int, quiet: bool, up_l: np.ndarray, up_u: np.ndarray,
+    def _moving(self, b: int, quiet: bool, up_l: list[float], up_u: list[float],
                 n_timeout: int) -> Failed | None:
         p = self.params
         theta = _angle_deg(up_u, self._ref_u)
@@ -230,7 +234,7 @@ class CalibrationDetector:
                 return Failed(self._failure)
         return None
 
-    def _new_run(self, b: int, quiet: bool, up_l: np.ndarray, up_u: np.ndarray) -> None:
+    def _new_run(self, b: int, quiet: bool, up_l: list[float], up_u: list[float]) -> None:
         if quiet:
             self._run_start, self._ref_l, self._ref_u = b, up_l, up_u
         else:

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import math
-
 import numpy as np
 
 
@@ -99,7 +97,8 @@ class HeadingDriftCorrector:
 
     The Kalman filter is only predicted when a measurement comes (the constant-rate model's
     prediction over any interval is exact), so between measurements the correction is one linear
-    function of time, δ̂ + r̂·(t − t_k), and the per-block work is a few integer tests.
+    function of time, δ̂ + r̂·(t − t_k); which blocks are neutral stance is found for all blocks of a
+    batch at once, and the filter steps through those only.
     """
 
     def __init__(self, params: HeadingParams = HeadingParams(),
@@ -175,31 +174,28 @@ class HeadingDriftCorrector:
         table[6, :-1] = np.diff(starts)
         table[6, -1] = n - starts[-1]
         np.maximum.reduceat(speed, starts, out=table[7])
-        rows = table.T.tolist()
         # the state in force from each change on: (from time, δ̂, r̂, t_k)
         changes = [(-np.inf, self._d, self._rate, self._t)]
-        quiet2 = self._quiet2
         o = self._open
-        if o is not None and o[0] == rows[0][0]:  # the block left open by the last call
-            row = rows[0]
-            rows[0] = [o[0], o[1] + row[1], o[2] + row[2], o[3] + row[3], o[4] + row[4],
-                       o[5] + row[5], o[6] + row[6], max(o[7], row[7])]
+        if o is not None and o[0] == table[0, 0]:  # the block left open by the last call
+            row = table[:, 0].tolist()
+            table[:, 0] = [o[0], o[1] + row[1], o[2] + row[2], o[3] + row[3], o[4] + row[4],
+                           o[5] + row[5], o[6] + row[6], max(o[7], row[7])]
             o = None
-        for row in rows:
-            if o is not None:
-                if o[7] >= quiet2 and not self._stance:
-                    # not quiet, no stance to end: what `_finish_block` would do, inline
-                    self._quiet_run = 0
-                    self._last_block = int(o[0])
-                elif self._finish_block(o):
-                    changes.append(((o[0] + 1) * bs, self._d, self._rate, self._t))
-            o = row
-        self._open = o
+        # every block but the last is complete (the last is left open for the next call)
+        done = table[:, :-1]
+        if o is not None:
+            done = np.concatenate((np.array(o)[:, None], done), axis=1)
+        self._open = table[:, -1].tolist()
+        if done.shape[1]:
+            self._finish_blocks(done, changes)
         if len(changes) == 1:
             d = self._d + self._rate * (time_s - self._t)
         else:
-            from_t = np.array([c[0] for c in changes])
-            k = np.searchsorted(from_t, time_s, side="right") - 1
+            # k: the last change at or before each frame (as np.searchsorted(from_t, time_s,
+            # side="right") - 1, by the few changes' places among the many frames)
+            at = np.searchsorted(time_s, [c[0] for c in changes], side="left")
+            k = np.repeat(np.arange(len(changes)), np.diff(at, append=n))
             d0, r, tk = (np.array([c[i] for c in changes]) for i in (1, 2, 3))
             d = d0[k] + r[k] * (time_s - tk[k])
         d *= -0.5
@@ -213,31 +209,61 @@ class HeadingDriftCorrector:
         np.add(c * uz, s * uw, out=out[3])
         return out.T
 
-    # -- one block --------------------------------------------------------------------------
-    def _finish_block(self, o: list[float]) -> bool:
-        """A complete block; True if it changed the estimate (from the block's end on)."""
-        p = self.params
-        b = int(o[0])
-        quiet = o[7] < self._quiet2
-        contiguous = self._last_block is not None and b == self._last_block + 1
-        self._quiet_run = (self._quiet_run + 1 if contiguous else 1) if quiet else 0
-        self._last_block = b
-        if self._quiet_run >= p.min_quiet_blocks and o[6] > 0:
-            # the block's mean relative orientation, decomposed as in `decompose_yxz`
-            w, x, y, z = o[1], o[2], o[3], o[4]
-            norm = math.sqrt(w * w + x * x + y * y + z * z)
-            w, x, y, z = w / norm, x / norm, y / norm, z / norm
-            flex = math.atan2(2.0 * (x * z + w * y), 1.0 - 2.0 * (x * x + y * y))
-            lat = math.asin(max(-1.0, min(1.0, -2.0 * (y * z - w * x))))
-            if (abs(flex) < p.neutral_flexion_deg * _RAD
-                    and abs(lat) < p.neutral_lateral_deg * _RAD):
-                rot = -math.atan2(2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z))
-                assert self._t is not None
-                applied = self._d + self._rate * (o[5] / o[6] - self._t)  # mean in the block
-                self._predict((b + 1) * p.block_s)
-                return self._measure(-(rot + applied))  # residual heading of the corrected upper
-        return self._end_stance()
+    # -- complete blocks ---------------------------------------------------------------------
+    def _finish_blocks(self, done: np.ndarray, changes: list[tuple[float, float, float, float]]
+                       ) -> None:
+        """Complete blocks (columns of `done`: block, Σw, Σx, Σy, Σz, Σt, count, max speed²), in
+        order; appends the state from the end of each block that changed it to `changes`.
 
+        Which blocks are neutral stance does not depend on the estimate, so that is found for
+        all blocks at once; the filter then steps through those only (and through the first
+        other block after a rejected stance, which ends it)."""
+        p = self.params
+        bs = p.block_s
+        blk = done[0]
+        m = blk.shape[0]
+        quiet = done[7] < self._quiet2
+        # consecutive quiet blocks so far (`_quiet_run` after each block)
+        contig = np.empty(m, dtype=bool)
+        contig[0] = self._last_block is not None and blk[0] == self._last_block + 1
+        np.equal(blk[1:], blk[:-1] + 1, out=contig[1:])
+        restart = ~(quiet & contig)  # the run is broken here (and starts anew if quiet)
+        idx = np.arange(m)
+        last = np.maximum.accumulate(np.where(restart, idx, -1))
+        run = np.where(last >= 0, idx - last + quiet[np.maximum(last, 0)],
+                       idx + 1 + self._quiet_run)
+        run[~quiet] = 0
+        self._quiet_run = int(run[-1])
+        self._last_block = int(blk[-1])
+        # the blocks' mean relative orientation, decomposed as in `decompose_yxz`
+        cand = (run >= p.min_quiet_blocks) & (done[6] > 0)
+        ci = np.flatnonzero(cand)
+        if ci.size:
+            w, x, y, z = done[1:5, ci]
+            norm = np.sqrt(w * w + x * x + y * y + z * z)
+            w, x, y, z = w / norm, x / norm, y / norm, z / norm
+            flex = np.arctan2(2.0 * (x * z + w * y), 1.0 - 2.0 * (x * x + y * y))
+            lat = np.arcsin(np.clip(-2.0 * (y * z - w * x), -1.0, 1.0))
+            neutral = ((np.abs(flex) < p.neutral_flexion_deg * _RAD)
+                       & (np.abs(lat) < p.neutral_lateral_deg * _RAD))
+            ci = ci[neutral]
+            rot = (-np.arctan2(2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z)))[neutral]
+            t_mean = done[5, ci] / done[6, ci]
+        nxt = 0  # blocks before this are done
+        for i, r, tm in zip(ci.tolist(), rot.tolist() if ci.size else [],
+                            t_mean.tolist() if ci.size else []):
+            if i > nxt and self._stance and self._end_stance():
+                changes.append(((blk[nxt] + 1) * bs, self._d, self._rate, self._t))
+            assert self._t is not None
+            applied = self._d + self._rate * (tm - self._t)  # mean in the block
+            self._predict((blk[i] + 1) * bs)
+            self._measure(-(r + applied))  # residual heading of the corrected upper
+            changes.append(((blk[i] + 1) * bs, self._d, self._rate, self._t))
+            nxt = i + 1
+        if nxt < m and self._stance and self._end_stance():
+            changes.append(((blk[nxt] + 1) * bs, self._d, self._rate, self._t))
+
+    # -- the Kalman filter ------------------------------------------------------------------
     def _predict(self, t_new: float) -> None:
         assert self._t is not None
         dt = t_new - self._t

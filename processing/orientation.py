@@ -167,12 +167,13 @@ class OrientationFilter:
         Laidig & Seel 2023, sec. 3.3), so nothing jumps. The `first` rest gives the whole `bias`
         (uncertainty `bias_sigma_rad_s`) and restarts the motion bias estimator's low-pass
         state, which would otherwise still hold the old estimate."""
-        self._scheduled.append((float(time_s), np.asarray(gyr_mean, dtype=float),
-                                np.asarray(up, dtype=float), bool(first), float(vertical_gain),
+        self._scheduled.append((float(time_s), np.asarray(gyr_mean, dtype=float).tolist(),
+                                np.asarray(up, dtype=float).tolist(), bool(first),
+                                float(vertical_gain),
                                 None if bias is None else np.asarray(bias, dtype=float),
                                 float(bias_sigma_rad_s)))
 
-    def _apply_rest(self, gyr_mean: np.ndarray, up: np.ndarray, first: bool, gain: float,
+    def _apply_rest(self, gyr_mean: list[float], up: list[float], first: bool, gain: float,
                     bias: np.ndarray | None, sigma: float) -> None:
         assert self._vqf is not None
         if first and bias is not None:
@@ -181,9 +182,12 @@ class OrientationFilter:
                 self._vqf.setMotionBiasEstEnabled(False)
                 self._vqf.setMotionBiasEstEnabled(True)
             return
-        b = self._vqf.getBiasEstimate()[0]
-        e = float((gyr_mean - b) @ up)
-        self._vqf.setBiasEstimate(b + (1.0 if first else gain) * e * up, -1.0)
+        # on three numbers plain floats are faster than numpy (and sum in the same order)
+        bx, by, bz = self._vqf.getBiasEstimate()[0].tolist()
+        gx, gy, gz = gyr_mean
+        ux, uy, uz = up
+        k = (1.0 if first else gain) * ((gx - bx) * ux + (gy - by) * uy + (gz - bz) * uz)
+        self._vqf.setBiasEstimate(np.array([bx + k * ux, by + k * uy, bz + k * uz]), -1.0)
 
     def update(self, batch: SampleBatch) -> OrientationBatch:
         """Process one batch; returns its samples' orientation (empty while estimating the rate)."""

@@ -16,6 +16,7 @@ for `pop_repetitions`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,7 +168,15 @@ class LumbarPipeline:
     # -- processing ------------------------------------------------------------------------
     def update(self, batch: SampleBatch) -> AngleBatch:
         """Process one batch of either sensor; angles of the frames that became ready."""
-        for role, ob in self._orientation.update(batch):
+        return self.update_many((batch,))
+
+    def update_many(self, batches: Sequence[SampleBatch]) -> AngleBatch:
+        """Process several batches (of either sensor, each sensor's in time order) as one: the
+        same angles as `update` one by one gives in turn, as long as neither sensor was silent
+        for longer than the stages wait for it (`RestBiasParams.max_wait_s`,
+        `AlignmentParams.max_wait_s`); an offline analysis feeds both sensors' data of a long
+        stretch of time at once, which saves the per-call work of every stage."""
+        for role, ob in self._orientation.update_many(batches):
             self._aligner.push(role, ob)
         frames = self._aligner.pop()
         if len(frames):

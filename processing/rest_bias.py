@@ -125,18 +125,22 @@ class JointRestDetector:
 
     def __init__(self, params: RestBiasParams = RestBiasParams()) -> None:
         self.params = params
-        self._open: dict[str, tuple[int, _Block] | None] = {r: None for r in SENSOR_ROLES}
-        self._done: dict[str, dict[int, _Block]] = {r: {} for r in SENSOR_ROLES}
+        # per sensor, the sums of its blocks from block `_base` on (rows of _Block), all zero
+        # where it sent nothing; its block `_open` (that of its latest sample) is incomplete
+        self._tab: dict[str, np.ndarray] = {r: np.zeros((0, 12)) for r in SENSOR_ROLES}
+        self._base: dict[str, int] = {}
+        self._open: dict[str, int] = {}
         self._last_t: dict[str, float] = {}
         self._next: int | None = None  # first undecided block
         self._run = 0
-        self._prev: tuple[_Block | None, _Block | None] | None = None  # previous block
-        self._acc: list[float] | None = None  # interior rest blocks not yet reported
-        self._span: list[tuple[_Block, _Block]] = []  # interior blocks of the first rest
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # previous block, if quiet
+        self._acc: np.ndarray | None = None  # Σ of interior rest blocks not yet reported (24)
+        self._span: list[tuple[np.ndarray, np.ndarray]] = []  # interior blocks, first rest
         self._ref: dict[str, list[float]] = {}
         self._ref_up: dict[str, list[float]] = {}
         self._cos_posture = math.cos(math.radians(params.same_posture_deg))
         self._std2 = params.quiet_std_rad_s ** 2
+        self._mean2 = params.quiet_mean_rad_s ** 2
         self._decided_any = False
         self.events = 0
 
@@ -161,21 +165,39 @@ class JointRestDetector:
                                 np.add.reduceat(_norm2(gyr), starts),
                                 np.add.reduceat(acc, starts, axis=0),
                                 np.add.reduceat(first.astype(float), starts),
-                                np.add.reduceat(gyr * first[:, None], starts,
-                                                axis=0))).tolist()
-        done = self._done[role]
-        cur = self._open[role]
-        for k, blk in zip(idx[starts].tolist(), sums):
-            if cur is not None and cur[0] == k:
-                blk = [a + b for a, b in zip(cur[1], blk)]
-            elif cur is not None and (self._next is None or cur[0] >= self._next):
-                done[cur[0]] = cur[1]  # complete (late blocks of decided times are dropped)
-            cur = (k, blk)
-        self._open[role] = cur
+                                np.add.reduceat(gyr * first[:, None], starts, axis=0)))
+        keys = idx[starts]
+        base = self._base.setdefault(role, int(keys[0]))
+        if self._decided_any:  # blocks of decided times come too late: dropped
+            base = self._base[role] = max(base, self._next)
+        if keys[0] < base:
+            keep = keys >= base
+            keys, sums = keys[keep], sums[keep]
+        if keys.size:
+            tab = self._tab[role]
+            size = int(keys[-1]) - base + 1
+            if size > tab.shape[0]:
+                grown = np.zeros((size, 12))
+                grown[:tab.shape[0]] = tab
+                self._tab[role] = tab = grown
+            tab[keys - base] += sums
+        self._open[role] = int(idx[-1])
         self._last_t[role] = float(time_s[-1])
         k0 = int(idx[0])
         if self._next is None or (not self._decided_any and k0 < self._next):
             self._next = k0
+
+    def _blocks(self, role: str, k0: int, k1: int) -> np.ndarray:
+        """Sums of the role's complete blocks k0 ≤ k < k1, rows of zeros where none."""
+        out = np.zeros((k1 - k0, 12))
+        base = self._base.get(role)
+        if base is None:
+            return out
+        tab = self._tab[role]
+        a, b = max(k0, base), min(k1, base + tab.shape[0], self._open[role])
+        if b > a:
+            out[a - k0:b - k0] = tab[a - base:b - base]
+        return out
 
     def decide(self) -> list[RestEvent]:
         """Decide every block both sensors have completed; the rest events that result."""
@@ -192,41 +214,77 @@ class JointRestDetector:
         lead = max(lt.values(), default=-np.inf)
         # a silent sensor: its blocks are decided (as not at rest) once the other is far ahead
         k_end = max(k_end, int(np.floor((lead - p.max_wait_s) / bs)))
-        done_u, done_l = self._done["upper"], self._done["lower"]
-        for k in range(self._next, k_end):
-            event = self._decide_block(k, done_u.pop(k, None), done_l.pop(k, None))
+        k0 = self._next
+        if k_end <= k0:
+            return out
+        up, lo = self._blocks("upper", k0, k_end), self._blocks("lower", k0, k_end)
+        # the part of the quiet test that does not depend on the state, for all blocks at once
+        # (the same arithmetic as `_quiet`): enough samples, small spread of the rate
+        cand = np.ones(k_end - k0, dtype=bool)
+        feats = []
+        for b in (up, lo):
+            n = b[:, 0]
+            cand &= n >= 3
+            f = np.empty((k_end - k0, 7))  # mean rate, Σacc, |Σacc|: for the rest of the test
+            with np.errstate(divide="ignore", invalid="ignore"):
+                np.divide(b[:, 1:4], n[:, None], out=f[:, :3])
+                mx, my, mz = f[:, :3].T
+                cand &= ~(b[:, 4] / n - (mx * mx + my * my + mz * mz) > self._std2)
+            f[:, 3:6] = b[:, 5:8]
+            ax, ay, az = f[:, 3:6].T
+            np.sqrt(ax * ax + ay * ay + az * az, out=f[:, 6])
+            feats.append(f)
+        ci = np.flatnonzero(cand)
+        f_u, f_l = feats[0][ci].tolist(), feats[1][ci].tolist()
+        done = 0  # blocks before this (relative to k0) are decided
+        for j, fu, fl in zip(ci.tolist(), f_u, f_l):
+            if j > done:  # blocks that are not quiet in between
+                self._not_quiet()
+            event = self._decide_block(k0 + j, up[j], lo[j], fu, fl)
             if event is not None:
                 out.append(event)
-        if k_end > self._next:
-            self._decided_any = True
-            self._next = k_end
+            done = j + 1
+        if done < k_end - k0:
+            self._not_quiet()
+        self._decided_any = True
+        self._next = k_end
+        for r in SENSOR_ROLES:  # forget the decided blocks
+            base = self._base.get(r)
+            if base is not None and base < k_end:
+                self._tab[r] = self._tab[r][k_end - base:]
+                self._base[r] = k_end
         return out
 
-    def _quiet(self, role: str, b: _Block | None) -> bool:
-        if b is None or b[0] < 3:
-            return False
-        p = self.params
-        n = b[0]
-        mx, my, mz = b[1] / n, b[2] / n, b[3] / n
-        if b[4] / n - (mx * mx + my * my + mz * mz) > self._std2:
-            return False
+    def _quiet(self, role: str, f: list[float]) -> bool:
+        """The rest of the quiet test for a block that has passed its first part (`decide`),
+        from its mean rate, Σacc and |Σacc| (`f`): the mean rate near the last rest's, and its
+        vertical part even nearer."""
         ref = self._ref.get(role)
         if ref is None:
             return True
+        mx, my, mz, ax, ay, az, na = f
         dx, dy, dz = mx - ref[0], my - ref[1], mz - ref[2]
-        if dx * dx + dy * dy + dz * dz >= p.quiet_mean_rad_s ** 2:
+        if dx * dx + dy * dy + dz * dz >= self._mean2:
             return False
-        ax, ay, az = b[5], b[6], b[7]
-        na = math.sqrt(ax * ax + ay * ay + az * az)
         ux, uy, uz = self._ref_up[role]
         if (ax * ux + ay * uy + az * uz) / na < self._cos_posture:
             return True
-        return abs(dx * ax + dy * ay + dz * az) / na < p.quiet_vertical_rad_s
+        return abs(dx * ax + dy * ay + dz * az) / na < self.params.quiet_vertical_rad_s
 
-    def _decide_block(self, k: int, upper: _Block | None,
-                      lower: _Block | None) -> RestEvent | None:
+    def _not_quiet(self) -> None:
+        """A block that is not quiet: the rest ends (and its sums will not be needed)."""
+        self._prev = None
+        if self._run:
+            self._run = 0
+            self._acc = None
+            self._span = []
+
+    def _decide_block(self, k: int, upper: np.ndarray, lower: np.ndarray, f_upper: list[float],
+                      f_lower: list[float]) -> RestEvent | None:
+        """Block k, whose sums (a row of 12 each) have passed the first part of the quiet
+        test."""
         p = self.params
-        quiet = self._quiet("upper", upper) and self._quiet("lower", lower)
+        quiet = self._quiet("upper", f_upper) and self._quiet("lower", f_lower)
         prev, self._prev = self._prev, (upper, lower)
         if not quiet:
             if self._run:
@@ -243,7 +301,7 @@ class JointRestDetector:
             self._span.append(prev)
             if len(self._span) < p.first_span_blocks:
                 return None
-            bias = {r: _first_bias([b[i] for b in self._span], p.block_s)
+            bias = {r: _first_bias([b[i].tolist() for b in self._span], p.block_s)
                     for i, r in enumerate(SENSOR_ROLES)}
             last = self._span[-1]
             up = {}
@@ -256,11 +314,11 @@ class JointRestDetector:
             self.events += 1
             return RestEvent((k + 1) * p.block_s, bias, up, True, bias)
         # interior blocks of the rest (quiet on both sides) accumulate into one measurement
-        acc = self._acc
-        self._acc = acc = list(prev[0]) + list(prev[1]) if acc is None else \
-            [a + b for a, b in zip(acc, prev[0] + prev[1])]
+        both = np.concatenate(prev)
+        self._acc = both if self._acc is None else self._acc + both
         if (self._run - p.min_quiet_blocks) % p.blocks_per_event:
             return None
+        acc = self._acc.tolist()
         self._acc = None
         gm: dict[str, np.ndarray] = {}
         up: dict[str, np.ndarray] = {}
@@ -268,12 +326,13 @@ class JointRestDetector:
         for r, b in (("upper", acc[:12]), ("lower", acc[12:])):
             n = b[0]
             m = [b[1] / n, b[2] / n, b[3] / n]
-            a = np.array(b[5:8])
-            u = a / np.linalg.norm(a)
+            ax, ay, az = b[5], b[6], b[7]
+            na = math.sqrt(ax * ax + ay * ay + az * az)  # as np.linalg.norm, in plain floats
+            u = [ax / na, ay / na, az / na]
             gm[r] = np.array(m)
-            up[r] = u
+            up[r] = np.array(u)
             ref = self._ref[r]
             self._ref[r] = [ref[i] + g * (m[i] - ref[i]) for i in range(3)]
-            self._ref_up[r] = u.tolist()
+            self._ref_up[r] = u
         self.events += 1
         return RestEvent((k + 1) * p.block_s, gm, up, False)

@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 from scipy.signal import find_peaks
 
-try:  # what `find_peaks(x, prominence=p)` runs, without its argument handling (per repetition)
+try:  # what `find_peaks(x, prominence=p)` runs, without its argument handling
     from scipy.signal._peak_finding_utils import _local_maxima_1d, _peak_prominences
 except ImportError:  # pragma: no cover - other SciPy layouts
     _local_maxima_1d = _peak_prominences = None
 
 from processing.angles import AngleBatch
-from processing.smoothness import ldlj, sparc
+from processing.smoothness import ldlj_many, sparc_many
 
 DIRECTIONS = ("flexion", "extension", "lateral_right", "lateral_left", "rotation_right",
               "rotation_left")
@@ -206,10 +206,8 @@ class Segmenter:
         """End of the recording: a repetition back near neutral but not yet still is reported."""
         out = []
         st = self._st
-        if st.phase == "returning":
-            rep = self._emit(self._cols.shape[1] - 1)  # the buffer starts at the last end
-            if rep is not None:
-                out.append(rep)
+        if st.phase == "returning":  # the buffer starts at the last end
+            out += self._emit_all([(st.cross, st.ret, self._cols.shape[1] - 1, 0)])
         self._reset()
         return out
 
@@ -232,6 +230,7 @@ class Segmenter:
         stop = np.flatnonzero((speed < p.onset_speed_deg_s) | (m > p.end_deg)) + lo
         last = b.shape[1] - 1
         cut = 0  # samples before this are no longer needed
+        found: list[tuple[int, int, int, int]] = []  # (cross, ret, end, first) of each
 
         def after(idx: np.ndarray, i: int) -> int:
             j = int(np.searchsorted(idx, i, side="left"))
@@ -265,11 +264,11 @@ class Segmenter:
                     end = last
                 if b[_M, end] > p.end_deg:  # turned straight into the next excursion
                     end = st.ret + int(np.argmin(b[_M, st.ret:end + 1]))
-                rep = self._emit(end, cut)
-                if rep is not None:
-                    out.append(rep)
+                found.append((st.cross, st.ret, end, cut))
                 cut = end
                 st.phase, pos = "idle", end + 1
+        # the repetitions' measures, all at once (nothing above depends on them)
+        out = self._emit_all(found) if found else out
         # keep what is still needed: the excursion under way, or the look-back when idle
         if st.phase == "idle":
             keep = int(np.searchsorted(b[_T], b[_T, last] - p.lookback_s, "left"))
@@ -281,84 +280,129 @@ class Segmenter:
             st.ret -= cut
         return out
 
-    def _emit(self, end: int, first: int = 0) -> Repetition | None:
-        """The repetition that crossed at `st.cross` and ends by `end` (buffer indices); its
-        start is searched back to `first` at the earliest."""
+    def _emit_all(self, found: list[tuple[int, int, int, int]]) -> list[Repetition]:
+        """The repetitions that crossed at `cross`, came back at `ret` and end by `end` (buffer
+        indices, in time order); each start is searched back to `first` at the earliest.
+
+        All of them at once: every measure is a reduction over each repetition's frames, done
+        for all repetitions together on their frames side by side (`np.ufunc.reduceat`), a fixed
+        number of numpy calls however many repetitions a batch completes (an offline analysis
+        finds dozens per chunk)."""
         p = self.params
-        st = self._st
         b = self._cols
-        cross = st.cross
-        peak_speed = float(b[_S, cross:end + 1].max())
-        th = max(p.onset_speed_deg_s, p.onset_fraction * peak_speed)
-        below = np.flatnonzero(b[_S, first:cross] < th)
-        start = first + (int(below[-1]) if below.size else 0)
-        after = np.flatnonzero(b[_S, st.ret:end + 1] < th)
-        if after.size:
-            end = st.ret + int(after[0])
-        if end - start < 2:
-            return None
-        seg = b[:, start:end + 1]  # rows: the columns, contiguous
+        cross, ret, end, first = (np.array(x, dtype=np.int64) for x in zip(*found))
+        speed = np.append(b[_S], 0.0)  # reduceat needs an index past each range's end
+        peak = np.maximum.reduceat(speed, _pairs(cross, end + 1))[0::2]
+        th = np.maximum(p.onset_speed_deg_s, p.onset_fraction * peak)
+        # start: the last frame below the threshold before the crossing (else `first`)
+        idx, own = _ranges(first, cross)
+        below = np.where(speed[idx] < th[own], idx, -1)
+        start = first.copy()
+        some = cross > first
+        if below.size:
+            last = np.maximum.reduceat(below, _starts(cross - first)[some])
+            start[some] = np.where(last >= 0, last, first[some])
+        # end: the first frame below it after the return (else `end`)
+        idx, own = _ranges(ret, end + 1)
+        hit = np.minimum.reduceat(np.where(speed[idx] < th[own], idx, _BIG),
+                                  _starts(end + 1 - ret))
+        end = np.where(hit < _BIG, hit, end)
+        use = np.flatnonzero(end - start >= 2)
+        if use.size == 0:
+            return []
+        start, end, peak = start[use], end[use], peak[use]
+        k = use.size
+        n = end - start + 1
+        frames, own = _ranges(start, end + 1)
+        g = b[:, frames]  # the repetitions' frames side by side: rows the columns
+        offs = _starts(n)
+        cols = np.arange(frames.shape[0])
         # direction: the component furthest from its start value
-        ang = seg[_F:_R + 1]
-        dev = ang - ang[:, :1]
+        dev = g[_F:_R + 1] - b[_F:_R + 1, start][:, own]
         adev = np.abs(dev)
-        ext = adev.max(axis=1)
-        axis = int(np.argmax(ext))
-        if ext[axis] < p.min_range_deg:
+        ext = np.maximum.reduceat(adev, offs, axis=1)
+        axis = np.argmax(ext, axis=0)  # the first of equal ones
+        e = ext[axis, np.arange(k)]
+        ax_own = axis[own]
+        a_ax, d_ax = adev[ax_own, cols], dev[ax_own, cols]
+        # the extreme (its first frame) and the peak time: the first frame near the extreme
+        iext = np.minimum.reduceat(np.where(a_ax == e[own], cols, _BIG), offs)
+        near = np.maximum(p.peak_band_deg, p.peak_band_fraction * e)
+        ipk = np.minimum.reduceat(np.where(a_ax >= (e - near)[own], cols, _BIG), offs)
+        sign = np.where(d_ax[iext] >= 0.0, 1.0, -1.0)
+        # hold near the peak: the longest still run within the band around the extreme
+        band = np.maximum(p.hold_band_deg, p.hold_band_fraction * e)
+        still = np.abs(d_ax - d_ax[iext][own]) < band[own]
+        still &= g[_S] < np.maximum(p.hold_speed_deg_s, p.hold_fraction * peak)[own]
+        h0, h1 = _longest_runs(still, offs, n)
+        t = g[_T]
+        vals = np.append(g[_F + ax_own, cols], 0.0)
+        hold_sum = np.add.reduceat(vals, _pairs(offs + h0, offs + np.maximum(h1, h0 + 1)))[0::2]
+        # the direction's rate: its largest towards the peak and back
+        rate = np.append(g[_FV + ax_own, cols], 0.0)
+        up_out, up_back = _pairs(offs, iext + 1), _pairs(iext, offs + n)
+        v_out = np.where(sign > 0, np.maximum.reduceat(rate, up_out)[0::2],
+                         -np.minimum.reduceat(rate, up_out)[0::2])
+        v_back = np.where(sign > 0, -np.minimum.reduceat(rate, up_back)[0::2],
+                          np.maximum.reduceat(rate, up_back)[0::2])
+        mean_speed = np.add.reduceat(g[_S], offs) / n
+        t0, t1 = t[offs], t[offs + n - 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fs = np.where(t1 > t0, (n - 1) / (t1 - t0), np.nan)
+        speeds = [g[_S, o:o + m] for o, m in zip(offs.tolist(), n.tolist())]
+        sparcs = sparc_many(speeds, fs.tolist(), padlevel=p.smoothness_padlevel,
+                            fc_hz=p.smoothness_fc_hz, amp_threshold=p.smoothness_amp_threshold)
+        ldljs = ldlj_many(speeds, fs.tolist())
+        n_peaks = _count_peaks_many(speeds, np.maximum(p.peak_prominence_deg_s,
+                                                       p.peak_prominence * peak).tolist())
+        out = []
+        rows, firsts = g[:, iext].T.tolist(), g[:, offs].T.tolist()
+        for r in zip(axis.tolist(), sign.tolist(), e.tolist(), (iext - offs).tolist(),
+                     t[ipk].tolist(), t0.tolist(), t1.tolist(), peak.tolist(),
+                     mean_speed.tolist(), v_out.tolist(), v_back.tolist(), sparcs.tolist(),
+                     ldljs.tolist(), n_peaks, rows, firsts, (offs + h0).tolist(),
+                     (h1 - h0).tolist(), hold_sum.tolist()):
+            rep = self._repetition(r, t)
+            if rep is not None:
+                out.append(rep)
+        return out
+
+    def _repetition(self, r: tuple[Any, ...], t: np.ndarray) -> Repetition | None:
+        """One repetition from its measures (`_emit_all`; `t` the times of the repetitions'
+        frames side by side); None if its range is too small."""
+        p = self.params
+        (axis, sign, e, iext, t_peak, t0, t1, peak_speed, mean_speed, out_v, back_v, sparc,
+         ldlj, n_peaks, row, first, h0, h_len, hold_sum) = r
+        if e < p.min_range_deg:
             return None
         col = _F + axis
-        d_ax = dev[axis]
-        iext = int(np.argmax(adev[axis]))
-        sign = 1.0 if d_ax[iext] >= 0 else -1.0
-        e = float(ext[axis])
-        near = max(p.peak_band_deg, p.peak_band_fraction * e)
-        ipk = int(np.argmax(adev[axis, :iext + 1] >= e - near))
         direction = _AXES[axis][0 if sign > 0 else 1]
-        t = seg[_T]
-        speed = seg[_S]
-        nseg = t.shape[0]
-        fs = (nseg - 1) / (t[-1] - t[0]) if t[-1] > t[0] else float("nan")
-        rate = seg[_FV + axis]
-        # hold near the peak
-        band = max(p.hold_band_deg, p.hold_band_fraction * e)
-        still = (speed < max(p.hold_speed_deg_s, p.hold_fraction * peak_speed)) & (
-            np.abs(d_ax - d_ax[iext]) < band)
-        h0, h1 = _longest_run(still)
         hold = None
-        if h1 > h0 and t[h1 - 1] - t[h0] >= p.min_hold_s:
-            hold = (float(t[h0]), float(t[h1 - 1]), float(seg[col, h0:h1].sum() / (h1 - h0)))
-        padded = np.zeros(nseg + 2)
-        padded[1:-1] = speed
-        n_peaks = _count_peaks(padded, max(p.peak_prominence_deg_s,
-                                           p.peak_prominence * peak_speed))
-        row = seg[:, iext]
-        pelvic = float(row[_PT] - seg[_PT, 0])
-        upper = float(row[_UI] - seg[_UI, 0])
-        lumbar = float(dev[0, iext])
+        if h_len > 0 and t[h0 + h_len - 1] - t[h0] >= p.min_hold_s:
+            hold = (float(t[h0]), float(t[h0 + h_len - 1]), hold_sum / h_len)
+        pelvic = row[_PT] - first[_PT]
+        upper = row[_UI] - first[_UI]
+        lumbar = row[_F] - first[_F]
         share = ratio = None
         if direction == "flexion":
             total = lumbar + pelvic
             share = lumbar / total if abs(total) > 1e-9 else None
             ratio = lumbar / pelvic if abs(pelvic) > 1e-9 else None
-        target = st.targets.get(direction)
+        target = self._st.targets.get(direction)
         reposition = None
         if target is not None:
-            reached = abs(hold[2]) if hold is not None else abs(float(row[col]))
+            reached = abs(hold[2]) if hold is not None else abs(row[col])
             reposition = reached - target
-        out_v = float(rate[:iext + 1].max() if sign > 0 else -rate[:iext + 1].min())
-        back_v = float(-rate[iext:].min() if sign > 0 else rate[iext:].max())
         self._count += 1
         rep = Repetition(
-            index=self._count, direction=direction, start_s=float(t[0]), peak_s=float(t[ipk]),
-            end_s=float(t[-1]), duration_s=float(t[-1] - t[0]), peak_deg=float(row[col]),
-            range_deg=float(ext[axis]), peak_flexion_deg=float(row[_F]),
-            peak_lateral_bend_deg=float(row[_L]), peak_axial_rotation_deg=float(row[_R]),
-            peak_speed_deg_s=peak_speed, mean_speed_deg_s=float(speed.sum() / nseg),
+            index=self._count, direction=direction, start_s=t0, peak_s=t_peak,
+            end_s=t1, duration_s=t1 - t0, peak_deg=row[col],
+            range_deg=e, peak_flexion_deg=row[_F],
+            peak_lateral_bend_deg=row[_L], peak_axial_rotation_deg=row[_R],
+            peak_speed_deg_s=peak_speed, mean_speed_deg_s=mean_speed,
             peak_velocity_out_deg_s=max(0.0, out_v),
             peak_velocity_back_deg_s=max(0.0, back_v),
-            sparc=sparc(speed, fs, padlevel=p.smoothness_padlevel, fc_hz=p.smoothness_fc_hz,
-                        amp_threshold=p.smoothness_amp_threshold),
-            ldlj=ldlj(speed, fs), n_velocity_peaks=n_peaks,
+            sparc=sparc, ldlj=ldlj, n_velocity_peaks=n_peaks,
             hold_start_s=None if hold is None else hold[0],
             hold_end_s=None if hold is None else hold[1],
             hold_duration_s=0.0 if hold is None else hold[1] - hold[0],
@@ -373,37 +417,100 @@ class Segmenter:
         return rep
 
 
-def _count_peaks(x: np.ndarray, prominence: float) -> int:
-    """How many peaks `find_peaks(x, prominence=prominence)` finds (x: float64, contiguous,
-    non-negative)."""
+_BIG = np.iinfo(np.int64).max
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    """Where each of consecutive ranges of these lengths starts."""
+    out = np.zeros(lengths.shape[0], dtype=np.int64)
+    np.cumsum(lengths[:-1], out=out[1:])
+    return out
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices lo[k] ≤ i < hi[k] of all ranges k side by side, and each one's range."""
+    lengths = hi - lo
+    own = np.repeat(np.arange(lengths.shape[0]), lengths)
+    return np.arange(own.shape[0]) + (lo - _starts(lengths))[own], own
+
+
+def _pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Indices for `ufunc.reduceat` whose even results reduce over [lo[k], hi[k])."""
+    out = np.empty(2 * lo.shape[0], dtype=np.int64)
+    out[0::2], out[1::2] = lo, hi
+    return out
+
+
+def _count_peaks_many(speeds: list[np.ndarray], prominence: list[float]) -> list[int]:
+    """For each speed profile (non-negative), how many peaks `find_peaks` finds in it, zero-padded
+    at both ends, with at least its `prominence`.
+
+    All profiles in one signal, each zero-padded and followed by an infinite wall: the walls
+    stop every peak's base search (a peak's bases never reach past a higher point), and a base
+    search that reaches a padding zero has found the least value it could (the speeds are
+    non-negative), so each peak's prominence is the one in its own padded profile."""
+    k = len(speeds)
     if _local_maxima_1d is None:
-        return int(find_peaks(x, prominence=prominence)[0].size)
-    peaks = _local_maxima_1d(x)[0]
-    # x >= 0 (a speed, zero-padded), so a peak's prominence is at most its height: lower ones
-    # cannot count (each peak's prominence depends on x alone, not on the other peaks)
-    peaks = peaks[x[peaks] >= prominence]
+        out = []
+        for v, prom in zip(speeds, prominence):
+            out.append(int(find_peaks(np.concatenate(([0.0], v, [0.0])),
+                                      prominence=prom)[0].size))
+        return out
+    lengths = np.array([v.shape[0] for v in speeds], dtype=np.int64)
+    starts = np.zeros(k, dtype=np.int64)  # where each padded profile's leading zero is
+    np.cumsum(lengths[:-1] + 3, out=starts[1:])
+    x = np.zeros(int(starts[-1] + lengths[-1] + 2))
+    for v, s0 in zip(speeds, starts.tolist()):
+        x[s0 + 1:s0 + 1 + v.shape[0]] = v
+    x[starts[1:] - 1] = np.inf
+    peaks = _local_maxima_1d(x)[0]  # the walls among them
+    owner = np.searchsorted(starts, peaks, side="right") - 1
+    th = np.asarray(prominence, dtype=float)[owner]
+    h = x[peaks]
+    # Which peaks cannot reach the prominence, cheaply (each peak's prominence depends on x
+    # alone, so leaving some out changes nothing for the others): a peak's prominence is at
+    # most its height (the profiles are non-negative); and when the next (previous) local
+    # maximum is higher, the base search on that side stops by it, so the prominence is at most
+    # the drop to the lowest point between the two. Most local maxima of a noisy speed profile
+    # are ripples on a flank, which the second test rejects; without it the base search of each
+    # ripple runs down the whole flank.
+    valley = np.minimum.reduceat(x, peaks)[:-1]  # lowest point from each one to the next
+    drop_ok = np.ones(peaks.shape[0], dtype=bool)
+    drop_ok[:-1] &= ~((h[1:] > h[:-1]) & (h[:-1] - valley < th[:-1]))
+    drop_ok[1:] &= ~((h[:-1] > h[1:]) & (h[1:] - valley < th[1:]))
+    keep = (h >= th) & (h < np.inf) & drop_ok
+    peaks, owner, th = peaks[keep], owner[keep], th[keep]
     if peaks.size == 0:
-        return 0
+        return [0] * k
     prom = _peak_prominences(x, peaks, -1)[0]
-    return int(np.count_nonzero(prom >= prominence))
+    return np.bincount(owner[prom >= th], minlength=k).tolist()
 
 
-def _first(mask: np.ndarray) -> int:
-    """Index of the first True, or −1."""
-    k = int(np.argmax(mask)) if mask.size else 0
-    return k if mask.size and mask[k] else -1
-
-
-def _longest_run(mask: np.ndarray) -> tuple[int, int]:
-    """[start, end) of the longest run of True (0, 0 if none)."""
-    m = np.zeros(mask.shape[0] + 2, dtype=np.int8)
-    m[1:-1] = mask
-    d = np.flatnonzero(np.diff(m))  # alternating run starts and ends
+def _longest_runs(mask: np.ndarray, offs: np.ndarray,
+                  lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of the masks side by side in `mask` (starting at `offs`), [start, end) of its
+    longest run of True, relative to its start (the first of equally long ones; (0, 0) if
+    none)."""
+    k = offs.shape[0]
+    # each mask after one False, so that no run reaches from one into the next
+    base = offs + np.arange(1, k + 1)
+    cat = np.zeros(mask.shape[0] + k + 1, dtype=np.int8)
+    cat[np.arange(mask.shape[0]) + np.repeat(np.arange(1, k + 1), lengths)] = mask
+    d = np.flatnonzero(np.diff(cat)) + 1  # alternating run starts and ends
+    h0 = np.zeros(k, dtype=np.int64)
+    h1 = np.zeros(k, dtype=np.int64)
     if d.size == 0:
-        return 0, 0
-    lengths = d[1::2] - d[::2]
-    i = int(np.argmax(lengths))
-    return int(d[2 * i]), int(d[2 * i + 1])
+        return h0, h1
+    run0, run1 = d[0::2], d[1::2]
+    owner = np.searchsorted(base, run0, side="right") - 1
+    # per mask the longest run, the earliest of equal ones: sort by (mask, −length, start)
+    order = np.lexsort((run0, run0 - run1, owner))
+    owner = owner[order]
+    first = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+    best, owner = order[first], owner[first]
+    h0[owner] = run0[best] - base[owner]
+    h1[owner] = run1[best] - base[owner]
+    return h0, h1
 
 
 def segment(angles: AngleBatch, params: SegmentationParams = SegmentationParams(),

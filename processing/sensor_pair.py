@@ -18,6 +18,7 @@ detection, as `OrientationFilter` alone would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -58,18 +59,26 @@ class PairedOrientation:
 
     def update(self, batch: SampleBatch) -> list[tuple[str, OrientationBatch]]:
         """Feed one batch; the orientation of every sample released by it, per sensor in order."""
-        role = batch.sensor
+        return self.update_many((batch,))
+
+    def update_many(self, batches: Sequence[SampleBatch]) -> list[tuple[str, OrientationBatch]]:
+        """Feed several batches (of either sensor, each sensor's in time order) at once; the
+        orientation of every sample released by them, per sensor in order. The same as feeding
+        them one by one, unless a sensor was silent for longer than `RestBiasParams.max_wait_s`
+        (then the rest decisions that the other sensor's lead forces come later)."""
         if self._detector is None:
-            return [(role, self.filters[role].update(batch))]
-        if len(batch):
-            self._detector.add(role, batch.time_s, batch.gyr, batch.acc)
-            self._held[role].append(batch)
+            return [(b.sensor, self.filters[b.sensor].update(b)) for b in batches]
+        for batch in batches:
+            if len(batch):
+                self._detector.add(batch.sensor, batch.time_s, batch.gyr, batch.acc)
+                self._held[batch.sensor].append(batch)
         rest = self.rest_params
+        sigma = float(np.radians(rest.first_sigma_deg_s))
         for ev in self._detector.decide():
             for r, f in self.filters.items():
                 f.schedule_rest(ev.time_s, ev.gyr_mean[r], ev.up[r], ev.first,
                                 rest.vertical_gain, None if ev.bias is None else ev.bias[r],
-                                np.radians(rest.first_sigma_deg_s))
+                                sigma)
         limit = self._detector.decided_until_s
         out = []
         for r in SENSOR_ROLES:

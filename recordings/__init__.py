@@ -1,11 +1,15 @@
-"""Recordings: every session stored (SQLite, WAL), replayable as a source, importable/exportable.
+"""Recordings: every session stored (SQLite in WAL mode, or PostgreSQL), replayable as a source,
+importable/exportable.
 
 Modules: store (RecordingStore: open, migrate, recover, read, import), writer (SessionWriter:
 live group commits in its own thread), aio (AsyncSessionWriter), replay (ReplaySource),
 interchange (raw CSV read/validate/write), exports (angles/repetitions CSV, OpenSim .sto),
 orientations (sensor quaternions for .sto), transfer (import/export shared by the CLI and
 REST), xsens_dot (the Xsens DOT app's CSV export), commands (`lumbo import/export/sessions`),
-schema/migrations, blocks/codec (batches <-> BLOBs), locks (which live sessions are alive).
+schema/migrations (one portable schema), dialect (what differs between SQLite and PostgreSQL),
+database (storage locations: a data directory, sqlite:// or postgresql:// URLs; one connection),
+blocks/codec (batches <-> BLOBs), locks (which live sessions are alive), pgtemp (a throwaway
+PostgreSQL server for the tests and the benchmark).
 The live service's side (recording every session, replay as a source) is api/recording.py.
 """
 

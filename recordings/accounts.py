@@ -2,8 +2,8 @@
 
 Storage only: no password hashing and no policy here (api/auth/ decides who may do what). The
 tables come from the migration `schema.ACCOUNTS` (recordings/migrations.py), so accounts live in
-the same SQLite file, with the same schema version, as the recordings they own (`sessions.
-patient_id` is an account id).
+the same database (SQLite file or PostgreSQL), with the same schema version, as the recordings
+they own (`sessions.patient_id` is an account id).
 
 Secrets are never stored: sign-in sessions and login links are kept under the SHA-256 of their
 token (a 256-bit random value, so a plain hash is enough: there is nothing to brute-force), and
@@ -11,7 +11,8 @@ passwords only as the hash string the caller gives. Times are Unix seconds (REAL
 caller's clock, so expiry is testable without waiting.
 
 `AccountStore(None)` keeps everything in memory (one connection, guarded by a lock): that is
-what an app without a data directory (`Settings(data_dir=None)`, the tests) uses.
+what an app without a data directory (`Settings(data_dir=None)`, the tests) uses. Otherwise
+`AccountStore(location)` takes what `RecordingStore` takes: a data directory or a storage URL.
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from recordings import sql
+from recordings.database import (
+    Database,
+    StorageTarget,
+    connect,
+    driver_errors,
+    parse_location,
+    sqlite_file_target,
+)
 from recordings.errors import StorageError, StorageReadOnlyError, classify
 from recordings.migrations import migrate
 from recordings.models import utc_now_iso
-from recordings.paths import DB_FILENAME
 
 Role = Literal["therapist", "patient"]
 TokenKind = Literal["cookie", "bearer"]
@@ -77,7 +84,7 @@ _ACCOUNT_COLUMNS = ("id, username, role, display_name, therapist_id, active, "
                     "password_hash IS NOT NULL AS has_password, created_at, updated_at")
 
 
-def _account(row: sqlite3.Row | tuple[Any, ...]) -> Account:
+def _account(row: tuple[Any, ...]) -> Account:
     (id_, username, role, display_name, therapist_id, active, has_pw, created, updated) = row
     return Account(id=id_, username=username, role=role, display_name=display_name,
                    therapist_id=therapist_id, active=bool(active), has_password=bool(has_pw),
@@ -85,27 +92,36 @@ def _account(row: sqlite3.Row | tuple[Any, ...]) -> Account:
 
 
 class AccountStore:
-    """Accounts in `data_dir`'s database (created and migrated if needed), or in memory."""
+    """Accounts in the database at `data_dir` (a data directory or storage URL, as
+    `RecordingStore` takes; created and migrated if needed), or in memory (None)."""
 
-    def __init__(self, data_dir: Path | str | None) -> None:
-        self.data_dir = None if data_dir is None else Path(data_dir).expanduser()
-        self.db_path = None if self.data_dir is None else self.data_dir / DB_FILENAME
+    def __init__(self, data_dir: Path | str | StorageTarget | None) -> None:
         self._mutex = threading.RLock()
-        where = self.db_path or ":memory:"
         try:
-            if self.db_path is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA foreign_keys=ON")
+            target = None if data_dir is None else parse_location(data_dir)
+        except ValueError as exc:
+            raise StorageError(f"Cannot open the accounts database: {exc}") from None
+        self.target = target
+        self.data_dir = None if target is None else target.data_dir
+        self.db_path = None if target is None else target.db_path
+        where = ":memory:" if target is None else target.display
+        self.location = where
+        try:
+            if target is None:
+                raw = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                raw.execute("PRAGMA foreign_keys=ON")
+                conn = Database(raw, sqlite_file_target(Path(":memory:")))
             else:
-                self.data_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-                conn = sql.connect(self.db_path)
-        except (sqlite3.Error, OSError) as exc:
+                if target.data_dir is not None:
+                    target.data_dir.mkdir(parents=True, exist_ok=True)
+                conn = connect(target, application_name="lumbo accounts")
+        except driver_errors() as exc:
             raise classify(exc, where, "opening the accounts database") from exc
         try:
             migrate(conn)
         except BaseException as exc:
             conn.close()
-            if isinstance(exc, (sqlite3.Error, OSError)):
+            if isinstance(exc, driver_errors()):
                 raise classify(exc, where, "upgrading the accounts database") from exc
             raise
         self._conn = conn
@@ -117,31 +133,30 @@ class AccountStore:
 
     # --- plumbing -------------------------------------------------------------------------
     @contextmanager
-    def _tx(self, doing: str) -> Iterator[sqlite3.Connection]:
+    def _tx(self, doing: str) -> Iterator[Database]:
         with self._mutex:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
+                self._conn.ensure_open()
+                self._conn.begin()
+            except driver_errors() as exc:
                 raise classify(exc, self._where, doing) from exc
             try:
                 yield self._conn
-                self._conn.execute("COMMIT")
+                self._conn.commit()
             except BaseException as exc:
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                if isinstance(exc, sqlite3.IntegrityError) and "username" in str(exc):
+                self._conn.rollback()
+                if isinstance(exc, self._conn.IntegrityError) and "username" in str(exc):
                     raise AccountExists("that username is taken") from None
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, driver_errors()):
                     raise classify(exc, self._where, doing) from exc
                 raise
 
     def _rows(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._mutex:
             try:
-                return self._conn.execute(statement, params).fetchall()
-            except sqlite3.Error as exc:
+                self._conn.ensure_open()
+                return list(self._conn.execute(statement, params).fetchall())
+            except driver_errors() as exc:
                 raise classify(exc, self._where, "reading accounts") from exc
 
     # --- accounts -------------------------------------------------------------------------
@@ -179,7 +194,7 @@ class AccountStore:
 
     def patients_of(self, therapist_id: str) -> list[Account]:
         rows = self._rows(f"SELECT {_ACCOUNT_COLUMNS} FROM users WHERE therapist_id = ? "
-                          "ORDER BY username COLLATE NOCASE", (therapist_id,))
+                          "ORDER BY username", (therapist_id,))  # the column's NOCASE order
         return [_account(r) for r in rows]
 
     def count(self, role: Role | None = None) -> int:

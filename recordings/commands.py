@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from recordings.database import URL_HELP, parse_location
 from recordings.errors import SessionNotFound, StorageError, StorageReadOnlyError
 from recordings.interchange import InterchangeError
-from recordings.paths import DB_FILENAME, default_data_dir
+from recordings.paths import DB_FILENAME, storage_location
 from recordings.store import RecordingStore
 from recordings.transfer import (
     EXPORT_FORMATS,
@@ -39,23 +40,42 @@ def _err(message: str) -> int:
     return EXIT_ERROR
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+def location(args: argparse.Namespace) -> str | Path:
+    """The database a command opens: --db, else --data-dir, else $LUMBO_DB, else the data
+    directory ($LUMBO_DATA_DIR or ~/.local/share/lumbo)."""
+    return storage_location(getattr(args, "db", None), getattr(args, "data_dir", None))
 
 
 def _open_store(args: argparse.Namespace, *, write: bool) -> RecordingStore:
     """Writable if possible (so crashed sessions get marked); read-only where it must be."""
     try:
-        return RecordingStore(_data_dir(args))
+        return RecordingStore(location(args))
     except StorageReadOnlyError:
         if write:
             raise
-        return RecordingStore(_data_dir(args), read_only=True)
+        return RecordingStore(location(args), read_only=True)
+
+
+def db_url(text: str) -> str:
+    """argparse type of `--db`: a storage location that parses (usage error otherwise)."""
+    try:
+        parse_location(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_db_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", type=db_url,
+                   help=f"the recordings database: {URL_HELP} (default: $LUMBO_DB, else "
+                        "lumbo.db in the data directory)")
 
 
 def add_data_dir_option(p: argparse.ArgumentParser) -> None:
+    """`--data-dir` and `--db` (which wins when both are given)."""
     p.add_argument("--data-dir", metavar="DIR",
                    help="recordings directory (default: $LUMBO_DATA_DIR or ~/.local/share/lumbo)")
+    add_db_option(p)
 
 
 _add_data_dir = add_data_dir_option
@@ -259,14 +279,19 @@ def _print_details(d: dict[str, Any]) -> None:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    data_dir = _data_dir(args)
-    if not (data_dir / DB_FILENAME).exists():
+    try:
+        target = parse_location(location(args))
+    except ValueError as exc:
+        return _err(str(exc))
+    where = (target.data_dir if target.db_path is not None and target.db_path.name == DB_FILENAME
+             else target.display)
+    if target.db_path is not None and not target.db_path.exists():
         if getattr(args, "session", None):
-            return _err(f"No session {args.session!r}: no recordings database in {data_dir}.")
+            return _err(f"No session {args.session!r}: no recordings database in {where}.")
         if args.json:
             print("[]")
         else:
-            print(f"No sessions yet (no database in {data_dir}).")
+            print(f"No sessions yet (no database in {where}).")
         return EXIT_OK
     try:
         with _open_store(args, write=False) as store:
@@ -288,7 +313,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         print(json.dumps([s.as_dict() for s in sessions], indent=2))
         return EXIT_OK
     if not sessions:
-        print(f"No sessions yet (in {data_dir}).")
+        print(f"No sessions yet (in {where}).")
         return EXIT_OK
     rows = [("ID", "STARTED (UTC)", "LENGTH", "STATUS", "SAMPLES", "PATIENT", "SOURCE")]
     for s in sessions:

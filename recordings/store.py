@@ -1,10 +1,13 @@
-"""The recordings store: one SQLite database (WAL) in a data directory, read and written here.
+"""The recordings store: one database, read and written here: SQLite (WAL) in a data directory
+(the default) or at a `sqlite://` URL, or PostgreSQL at a `postgresql://` URL (database.py).
 
-`RecordingStore(data_dir)` creates the directory and database if needed, upgrades the schema
-(migrations.py), and marks `live` sessions whose writer process is gone as `interrupted` (their
-data kept). Live sessions are written by a `SessionWriter` (`begin_session`); whole recordings
-(imports, re-analyses) are written here in one transaction each, so a failure leaves nothing
-half-written. Reading returns exactly the batches that were stored (see blocks.py).
+`RecordingStore(location)` creates the directory and database if needed (PostgreSQL: the
+database must exist, its tables are created), upgrades the schema (migrations.py), and marks
+`live` sessions whose writer is gone as `interrupted` (their data kept; locks.py says how a
+writer is known to be alive on each backend). Live sessions are written by a `SessionWriter`
+(`begin_session`); whole recordings (imports, re-analyses) are written here in one transaction
+each, so a failure leaves nothing half-written. Reading returns exactly the batches that were
+stored (see blocks.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import heapq
 import json
 import logging
 import os
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,9 +42,10 @@ from recordings.blocks import (
     group_batches,
 )
 from recordings.codec import DEFAULT_CODEC
+from recordings.database import Database, StorageTarget, connect, driver_errors, parse_location
 from recordings.errors import SessionNotFound, StorageError, StorageReadOnlyError, classify
-from recordings.locks import writer_alive
-from recordings.migrations import migrate
+from recordings.locks import claim_dead, writer_alive
+from recordings.migrations import current_version, migrate
 from recordings.models import (
     AnalysisRecord,
     EventRecord,
@@ -54,7 +57,6 @@ from recordings.models import (
     new_session_id,
     utc_now_iso,
 )
-from recordings.paths import DB_FILENAME, LOCK_DIRNAME, default_data_dir
 from recordings.writer import CommitPolicy, SessionWriter, WriterStatus
 from sensors.samples import SampleBatch
 
@@ -64,38 +66,54 @@ log = logging.getLogger(__name__)
 
 
 class RecordingStore:
-    """Sessions in `data_dir` (default: $LUMBO_DATA_DIR or ~/.local/share/lumbo).
+    """Sessions at a storage location: a data directory (default: $LUMBO_DB if set, else
+    $LUMBO_DATA_DIR or ~/.local/share/lumbo), a `sqlite:///FILE` or a `postgresql://` URL.
 
     Thread-safe: one connection guarded by a lock for reads and whole-recording writes; each
     `SessionWriter` has its own connection in its own thread. `read_only=True` opens an existing
-    database without writing anything (no migration, no interrupted marking).
+    database without writing anything (no migration, no interrupted marking). `location` is what
+    messages name (a PostgreSQL URL without its password); `data_dir`, `db_path` and `lock_dir`
+    are SQLite's (None on PostgreSQL).
     """
 
-    def __init__(self, data_dir: Path | str | None = None, *, read_only: bool = False,
-                 synchronous: str = "NORMAL", codec: str = DEFAULT_CODEC) -> None:
-        self.data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-        self.db_path = self.data_dir / DB_FILENAME
-        self.lock_dir = self.data_dir / LOCK_DIRNAME
+    def __init__(self, data_dir: Path | str | StorageTarget | None = None, *,
+                 read_only: bool = False, synchronous: str = "NORMAL",
+                 codec: str = DEFAULT_CODEC) -> None:
+        try:
+            self.target = parse_location(data_dir)
+        except ValueError as exc:
+            raise StorageError(f"Cannot open the recordings database: {exc}") from None
+        self.data_dir = self.target.data_dir
+        self.db_path = self.target.db_path
+        self.lock_dir = self.target.lock_dir
+        self.location = self.target.display
         self.read_only = read_only
         self.synchronous = synchronous
         self.codec = codec
         self._mutex = threading.RLock()
-        if read_only:
-            if not self.db_path.exists():
-                raise StorageError(f"No recordings database at {self.db_path}", self.db_path)
-        else:
-            _prepare_directory(self.data_dir)
+        if self.target.is_sqlite:
+            assert self.data_dir is not None and self.db_path is not None
+            if read_only:
+                if not self.db_path.exists():
+                    raise StorageError(f"No recordings database at {self.db_path}", self.db_path)
+            else:
+                _prepare_directory(self.data_dir)
         try:
-            self._conn = sql.connect(self.db_path, read_only=read_only, synchronous=synchronous)
-        except (sqlite3.Error, OSError) as exc:
-            raise classify(exc, self.db_path, "opening the recordings database") from exc
+            self._conn: Database = connect(self.target, read_only=read_only,
+                                           synchronous=synchronous,
+                                           application_name="lumbo store")
+        except driver_errors() as exc:
+            raise classify(exc, self.location, "opening the recordings database") from exc
         try:
             if not read_only:
                 migrate(self._conn)
+            elif not self.target.is_sqlite and current_version(self._conn) == 0:
+                raise StorageError(f"No recordings database at {self.location} (no Lumbo tables "
+                                   "yet)", self.location)
         except BaseException as exc:
             self._conn.close()
-            if isinstance(exc, (sqlite3.Error, OSError)):
-                raise classify(exc, self.db_path, "upgrading the recordings database") from exc
+            if isinstance(exc, driver_errors()):
+                raise classify(exc, self.location, "upgrading the recordings database") from exc
             raise
         self.recovered: list[str] = []
         self.recovery_error: StorageError | None = None
@@ -118,57 +136,59 @@ class RecordingStore:
         self.close()
 
     @contextmanager
-    def _tx(self, doing: str) -> Iterator[sqlite3.Connection]:
+    def _tx(self, doing: str) -> Iterator[Database]:
         """One write transaction; storage failures come out as `StorageError` subclasses."""
         if self.read_only:
-            raise StorageReadOnlyError(f"The recordings store {self.db_path} was opened "
-                                       f"read-only: cannot {doing}.", self.db_path)
+            raise StorageReadOnlyError(f"The recordings store {self.location} was opened "
+                                       f"read-only: cannot {doing}.", self.location)
         with self._mutex:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise classify(exc, self.db_path, doing) from exc
+                self._conn.ensure_open()
+                self._conn.begin()
+            except driver_errors() as exc:
+                raise classify(exc, self.location, doing) from exc
             try:
                 yield self._conn
-                self._conn.execute("COMMIT")
+                self._conn.commit()
             except BaseException as exc:
-                try:
-                    self._conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                if isinstance(exc, sqlite3.Error):
-                    raise classify(exc, self.db_path, doing) from exc
+                self._conn.rollback()
+                if isinstance(exc, driver_errors()):
+                    raise classify(exc, self.location, doing) from exc
                 raise
 
-    def _query(self, statement: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, statement: str, params: Iterable[Any] = ()) -> list[Any]:
         with self._mutex:
             try:
-                cur = self._conn.execute(statement, tuple(params))
-                cur.row_factory = sqlite3.Row  # type: ignore[assignment]
-                return cur.fetchall()
-            except sqlite3.Error as exc:
-                raise classify(exc, self.db_path, "reading recordings") from exc
+                self._conn.ensure_open()
+                return self._conn.rows(statement, tuple(params))
+            except driver_errors() as exc:
+                raise classify(exc, self.location, "reading recordings") from exc
 
     def recover_interrupted(self) -> list[str]:
         """Mark `live` sessions without a living writer `interrupted`; returns their ids.
 
-        The end time is estimated from the last stored sample (wall clock of the start plus the
-        span of host time recorded)."""
+        Safe to call at any time and from several instances sharing one PostgreSQL database:
+        a session whose writer is alive anywhere is left alone (locks.py). The end time is
+        estimated from the last stored sample (wall clock of the start plus the span of host
+        time recorded)."""
         ids = [r["id"] for r in self._query("SELECT id FROM sessions WHERE status = 'live'")]
-        dead = [i for i in ids if not writer_alive(self.lock_dir, i)]
-        if not dead:
+        if self.target.is_sqlite:
+            ids = [i for i in ids if not writer_alive(self.lock_dir, i)]
+        if not ids:
             return []
         with self._tx("marking interrupted sessions") as conn:
+            dead = ids if self.target.is_sqlite else claim_dead(conn, ids)
             for sid in dead:
                 sql.finish_session(conn, sid, "interrupted", self._estimated_end(conn, sid))
         return dead
 
-    def _estimated_end(self, conn: sqlite3.Connection, session_id: str) -> str | None:
+    def _estimated_end(self, conn: Database, session_id: str) -> str | None:
         row = conn.execute(
-            "SELECT s.started_at, s.time_origin_s, MAX(b.t_last) FROM sessions s "
-            "LEFT JOIN sensors se ON se.session_id = s.id "
-            "LEFT JOIN sample_blocks b ON b.sensor_id = se.id WHERE s.id = ?",
-            (session_id,)).fetchone()
+            "SELECT started_at, time_origin_s, (SELECT MAX(b.t_last) FROM sensors se "
+            "JOIN sample_blocks b ON b.sensor_id = se.id WHERE se.session_id = s.id) "
+            "FROM sessions s WHERE s.id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
         started, origin, last = row
         if started is None or origin is None or last is None:
             return None
@@ -185,9 +205,9 @@ class RecordingStore:
         """A live writer for a new session (returns at once; the row appears at first commit).
         `session_id`: the id to store it under (default: a new one, see `new_session_id`)."""
         if self.read_only:
-            raise StorageReadOnlyError(f"The recordings store {self.db_path} was opened "
-                                       "read-only: cannot record a session.", self.db_path)
-        return SessionWriter(self.db_path, self.lock_dir, info, session_id=session_id,
+            raise StorageReadOnlyError(f"The recordings store {self.location} was opened "
+                                       "read-only: cannot record a session.", self.location)
+        return SessionWriter(self.target, self.lock_dir, info, session_id=session_id,
                              policy=policy, max_buffered_samples=max_buffered_samples,
                              codec=self.codec, synchronous=self.synchronous, on_commit=on_commit)
 
@@ -220,7 +240,7 @@ class RecordingStore:
             sql.finish_session(conn, sid, "completed", _end_of(conn, sid))
         return sid
 
-    def _flush_blocks(self, conn: sqlite3.Connection, ids: dict[str, int],
+    def _flush_blocks(self, conn: Database, ids: dict[str, int],
                       pending: dict[str, list[tuple[SampleBatch, int]]], role: str) -> None:
         for group in group_batches(pending.pop(role, [])):
             sql.insert_sample_block(conn, ids[role], encode_sample_block(group, self.codec))
@@ -308,7 +328,7 @@ class RecordingStore:
             rows = self._query("SELECT * FROM sessions WHERE substr(id, 1, ?) = ? LIMIT 3",
                                (len(key), key))
         if not rows:
-            raise SessionNotFound(f"No session {key!r} in {self.db_path} "
+            raise SessionNotFound(f"No session {key!r} in {self.location} "
                                   "(`lumbo sessions` lists them).")
         if len(rows) > 1:
             raise SessionNotFound(f"Session prefix {key!r} is ambiguous: "
@@ -440,21 +460,39 @@ class RecordingStore:
                 for r in rows]
 
     def pragma(self, name: str) -> Any:
-        """A PRAGMA's value on the store's connection (diagnostics: journal_mode, ...)."""
+        """A PRAGMA's value on the store's connection (diagnostics: journal_mode, ...; SQLite)."""
+        if not self.target.is_sqlite:
+            raise ValueError(f"PRAGMA is SQLite's; {self.location} is PostgreSQL")
         with self._mutex:
             return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
+    @property
+    def dialect(self) -> str:
+        """"sqlite" or "postgresql"."""
+        return self._conn.dialect.name
 
-def _session_record(r: sqlite3.Row, sensors: tuple[SensorRecord, ...]) -> SessionRecord:
+    def storage_bytes(self) -> int:
+        """Bytes the database takes: the SQLite file after a WAL checkpoint, or the PostgreSQL
+        database's size (pg_database_size: tables, TOAST, indexes and the system catalogs)."""
+        with self._mutex:
+            if self.target.is_sqlite:
+                assert self.db_path is not None
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return self.db_path.stat().st_size
+            return int(self._conn.execute(
+                "SELECT pg_database_size(current_database())").fetchone()[0])
+
+
+def _session_record(r: Any, sensors: tuple[SensorRecord, ...]) -> SessionRecord:
     return SessionRecord(r["id"], r["patient_id"], r["started_at"], r["ended_at"],
                          r["time_origin_s"], r["status"], r["source"], r["notes"], sensors)
 
 
-def _end_of(conn: sqlite3.Connection, session_id: str) -> str | None:
+def _end_of(conn: Database, session_id: str) -> str | None:
     row = conn.execute(
         "SELECT s.started_at, MIN(b.t_first), MAX(b.t_last) FROM sessions s "
         "JOIN sensors se ON se.session_id = s.id JOIN sample_blocks b ON b.sensor_id = se.id "
-        "WHERE s.id = ?", (session_id,)).fetchone()
+        "WHERE s.id = ? GROUP BY s.id", (session_id,)).fetchone()
     if row is None or row[1] is None:
         return None
     try:

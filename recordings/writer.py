@@ -1,4 +1,4 @@
-"""The live session writer: the event loop only enqueues; one thread does all SQLite work.
+"""The live session writer: the event loop only enqueues; one thread does all database work.
 
 Durability (what `kill -9` or a crash costs), with the default `CommitPolicy`:
 - Everything appended is committed within `interval_s` (0.5 s) of its arrival, in one
@@ -14,16 +14,24 @@ Durability (what `kill -9` or a crash costs), with the default `CommitPolicy`:
   data stays buffered (bounded, see PendingBuffer) and is retried every `retry_s` and on
   `flush()`; nothing is raised to the producer. A session whose writer dies stays `live` in the
   database and is marked `interrupted` by the next `RecordingStore` to open it (see locks.py).
+
+On PostgreSQL the same holds with the server's durability instead of SQLite's: a commit that
+returned is on the server's disk (synchronous_commit on, PostgreSQL's default), so neither a
+crash of this process nor of its machine loses it; a crash loses at most the last ≤ 0.5 s not
+yet committed. There is no checkpoint to run. A lost connection (server restart, network) is a
+storage failure like a full disk: data stays buffered and the writer reconnects on retry,
+re-taking its session's lock (and setting the session `live` again if another instance marked it
+interrupted meanwhile).
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import dataclasses
 import itertools
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -44,8 +52,9 @@ from recordings.blocks import (
 )
 from recordings.buffer import PendingBuffer, PendingRecord
 from recordings.codec import DEFAULT_CODEC
+from recordings.database import Database, StorageTarget, connect, sqlite_file_target
 from recordings.errors import StorageError, classify
-from recordings.locks import SessionLock, owner_tag
+from recordings.locks import owner_tag, writer_lock
 from recordings.models import SensorInfo, SessionInfo, new_session_id, utc_now_iso
 from sensors.samples import SampleBatch
 
@@ -107,20 +116,28 @@ class WriterStatus:
 
 
 class SessionWriter:
-    """Records one session into a `RecordingStore` directory from any thread or the event loop.
+    """Records one session into a `RecordingStore`'s database from any thread or the event loop.
 
     `append_*` never block on I/O and never raise (after `close()` they are ignored); a dedicated
     thread buffers, group-commits, retries. `flush()` / `close()` block the caller (use
     `AsyncSessionWriter` from asyncio). The session row is created by the first commit.
+    `db_path`: the SQLite file, or the store's `StorageTarget` (any backend); `lock_dir`: where
+    SQLite writers keep their lock files (None: `locks/` beside the file; unused on PostgreSQL).
     """
 
-    def __init__(self, db_path: Path | str, lock_dir: Path | str, info: SessionInfo, *,
+    def __init__(self, db_path: Path | str | StorageTarget, lock_dir: Path | str | None,
+                 info: SessionInfo, *,
                  session_id: str | None = None, policy: CommitPolicy = CommitPolicy(),
                  max_buffered_samples: int = 60_000, codec: str = DEFAULT_CODEC,
                  synchronous: str = "NORMAL",
                  on_commit: Callable[[WriterStatus], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.db_path = Path(db_path)
+        if isinstance(db_path, StorageTarget):
+            self.target = db_path
+        else:  # a SQLite file
+            self.target = sqlite_file_target(Path(db_path))
+        self.db_path = self.target.db_path
+        self.location = self.target.display
         self.session_id = session_id or new_session_id()
         self.info = info if info.started_at else _with_start(info)
         self.policy = policy
@@ -128,14 +145,17 @@ class SessionWriter:
         self.synchronous = synchronous
         self.on_commit = on_commit
         self._clock = clock
-        self._lock = SessionLock(Path(lock_dir) / f"{self.session_id}.lock")
+        if lock_dir is not None and self.target.is_sqlite:
+            self.target = dataclasses.replace(self.target, lock_dir=Path(lock_dir))
+        self._lock = writer_lock(self.target, self.session_id)
+        self._relock = False  # the lock was lost with the connection: revive the session
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._buf = PendingBuffer(max_samples=max_buffered_samples,
                                   max_angle_frames=max_buffered_samples)
         self._arrival = itertools.count()
         self._closed = False
         # thread-owned state
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Database | None = None
         self._header_done = False
         self._sensor_ids: dict[str, int] = {}
         self._known_sensors: dict[str, SensorInfo] = {s.role: s for s in info.sensors}
@@ -243,7 +263,7 @@ class SessionWriter:
     def close(self, status: str = "completed", timeout: float | None = None) -> bool:
         return self.close_future(status).result(timeout)
 
-    def call_in_writer_thread(self, fn: Callable[[sqlite3.Connection], Any]
+    def call_in_writer_thread(self, fn: Callable[[Database], Any]
                               ) -> concurrent.futures.Future[Any]:
         """Run `fn(connection)` on the writer's own connection (diagnostics and tests, e.g. a
         `PRAGMA max_page_count` to simulate a full disk)."""
@@ -286,7 +306,7 @@ class SessionWriter:
             result = self._commit(finish=closing[0]) and self._buf.empty
         except BaseException as exc:  # a bug, not storage trouble: report it, never hang
             log.exception("session writer thread failed")
-            self._set_error(classify(exc, self.db_path, "recording"))
+            self._set_error(classify(exc, self.location, "recording"))
         finally:
             self._closed = True
             atexit.unregister(self._close_at_exit)
@@ -312,7 +332,7 @@ class SessionWriter:
             if not isinstance(fut, concurrent.futures.Future) or fut.done():
                 continue
             if item[0] == "call":
-                fut.set_exception(StorageError("the session writer is closed", self.db_path))
+                fut.set_exception(StorageError("the session writer is closed", self.location))
             else:
                 fut.set_result(False)
 
@@ -338,33 +358,42 @@ class SessionWriter:
             return item[1], item[2]
         return None
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Database:
+        if self._conn is not None and self._conn.broken:  # PostgreSQL: the connection is lost
+            self._conn.close()
+            self._conn = None
         if self._conn is None:
-            self._conn = sql.connect(self.db_path, synchronous=self.synchronous)
+            self._conn = connect(self.target, synchronous=self.synchronous, keepalive=True,
+                                 application_name=f"lumbo writer {self.session_id}")
         return self._conn
 
     def _commit(self, finish: str | None) -> bool:
         """One transaction with everything pending (and the session's end if `finish`)."""
         batches, angles, records = self._buf.take()
         try:
-            if not self._lock.held and not self._lock.acquire():
-                raise StorageError(f"session {self.session_id} is locked by another process",
-                                   self.db_path)
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            if not self._lock.held:  # first commit, or PostgreSQL dropped it with a connection
+                if not self._lock.acquire(conn):
+                    raise StorageError(f"session {self.session_id} is locked by another "
+                                       "process", self.location)
+                self._relock = self._header_done
+            conn.begin()
             try:
+                if self._relock:
+                    sql.revive_session(conn, self.session_id)
                 new_ids, analysis_id = self._write(conn, batches, angles, records)
                 if finish is not None:
                     sql.finish_session(conn, self.session_id, finish, utc_now_iso())
-                conn.execute("COMMIT")
+                conn.commit()
             except BaseException:
-                _rollback(conn)
+                conn.rollback()
                 raise
         except Exception as exc:  # storage trouble: keep the data, report, retry later
-            self._set_error(classify(exc, self.db_path, f"recording session {self.session_id}"))
+            self._set_error(classify(exc, self.location, f"recording session {self.session_id}"))
             self._retry_at = self._clock() + self.policy.retry_s
             return False
         self._header_done = True
+        self._relock = False
         self._sensor_ids.update(new_ids)
         if analysis_id is not None:
             self._live_analysis_id = analysis_id
@@ -383,7 +412,7 @@ class SessionWriter:
                 log.exception("on_commit callback failed")
         return True
 
-    def _write(self, conn: sqlite3.Connection, batches: list[tuple[SampleBatch, int]],
+    def _write(self, conn: Database, batches: list[tuple[SampleBatch, int]],
                angles: list[dict[str, np.ndarray]], records: list[PendingRecord]
                ) -> tuple[dict[str, int], int | None]:
         new_ids: dict[str, int] = {}
@@ -423,14 +452,15 @@ class SessionWriter:
         return new_ids, created
 
     def _maybe_checkpoint(self) -> None:
+        """SQLite: a passive WAL checkpoint now and then (see the module docstring)."""
         now = self._clock()
-        if self._conn is None or not self._status.healthy or \
+        if self._conn is None or not self._status.healthy or not self.target.is_sqlite or \
                 now - self._last_checkpoint < self.policy.checkpoint_s:
             return
         self._last_checkpoint = now
         try:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # not data loss: the WAL still holds everything
+        except self._conn.Error as exc:  # not data loss: the WAL still holds everything
             log.warning("WAL checkpoint failed: %s", exc)
 
     def _set_error(self, err: StorageError) -> None:
@@ -450,13 +480,6 @@ class SessionWriter:
             pending_samples=self._buf.samples, dropped_samples=self._buf.dropped_samples,
             closed=closed or self._status.closed)
         return self._status
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    try:
-        conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
 
 
 def _copy_batch(b: SampleBatch) -> SampleBatch:

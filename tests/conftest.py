@@ -10,6 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from db_support import (  # noqa: F401 - the storage backends' fixtures (tests/db_support.py)
+    blank_store_url,
+    pg_cluster,
+    pg_url,
+    store,
+    store_url,
+)
 
 
 @dataclass

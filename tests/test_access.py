@@ -347,3 +347,62 @@ def test_signing_out_closes_the_live_websocket(world: World) -> None:
                 assert msg["code"] == 1008
                 break
     assert w.client.get("/api/session", headers=headers).status_code == 401
+
+
+# ------------------------------------------------------------------ /ws/overview, the history
+
+def test_overview_websocket_refuses_nobody_patients_and_other_origins(world: World) -> None:
+    w = world
+    assert ("WS", "/ws/overview") in routes(w.app)
+    assert refused(w, "/ws/overview", ws_headers(w, None)) == 401
+    assert refused(w, "/ws/overview", ws_headers(w, "ta", origin="http://evil.example")) == 403
+    assert refused(w, "/ws/overview", ws_headers(w, "ta", origin=None)) == 403
+    for patient in ("pa", "pb"):  # therapists only
+        assert refused(w, "/ws/overview", ws_headers(w, patient)) == 403
+
+
+def test_overview_websocket_shows_patient_a_to_therapist_a_only(world: World) -> None:
+    w = world
+    with w.client.websocket_connect("/ws/overview", headers=ws_headers(w, "tb")) as ws:
+        for _ in range(3):
+            text = ws.receive_text()
+            assert not [m for m in w.markers if m in text], f"tb got {text[:200]}"
+            assert json.loads(text)["sessions"] == []
+    with w.client.websocket_connect("/ws/overview", headers=ws_headers(w, "ta")) as ws:
+        msg = json.loads(ws.receive_text())
+    assert msg["type"] == "overview"
+    assert [t["session_id"] for t in msg["sessions"]] == [w.live_session_id]
+    assert msg["sessions"][0]["patient_name"] == w.accounts["pa"].display_name
+
+
+@pytest.mark.parametrize("who", ["pb", "tb"])
+def test_history_report_and_csv_of_patient_a_are_refused_to_others(world: World,
+                                                                   who: str) -> None:
+    w = world
+    pid = w.accounts["pa"].id
+    for path in (f"/api/patients/{pid}/history", f"/api/patients/{pid}/history.csv",
+                 f"/api/patients/{pid}/history.csv?table=weeks"):
+        resp = w.call("GET", path, who)
+        assert resp.status_code == 404, (who, path, resp.status_code)
+        assert_no_markers(w, resp, f"{who} GET {path}", asked=path)
+    page = w.call("GET", f"/therapist/report/{pid}", who)
+    assert page.status_code == (403 if who == "pb" else 404)
+    assert_no_markers(w, page, f"{who} report page", asked=pid)
+    snapshot = w.call("GET", "/api/live/sessions", who)
+    assert snapshot.status_code == (403 if who == "pb" else 200)
+    assert_no_markers(w, snapshot, f"{who} GET /api/live/sessions")
+
+
+def test_history_of_patient_a_for_patient_a_and_therapist_a(world: World) -> None:
+    w = world
+    pid = w.accounts["pa"].id
+    for who in ("pa", "ta"):
+        h = w.call("GET", f"/api/patients/{pid}/history", who).json()
+        assert [s["session_id"] for s in h["sessions"]] == [w.values["session_id"],
+                                                           w.live_session_id]
+        text = w.call("GET", f"/api/patients/{pid}/history.csv", who).text
+        assert w.values["session_id"] in text
+    assert w.call("GET", f"/therapist/report/{pid}", "ta").status_code == 200
+    assert w.call("GET", f"/therapist/report/{pid}", "pa").status_code == 403
+    live = w.call("GET", "/api/live/sessions", "ta").json()
+    assert [t["session_id"] for t in live["sessions"]] == [w.live_session_id]

@@ -1,6 +1,7 @@
 """import(export(x)) gives the same samples: a live-recorded session (2-sample batches with
 device time and counters, a gap) exported as raw CSV over REST and imported again over REST,
-and an Xsens DOT import exported and re-imported on the command line."""
+and an Xsens DOT import exported and re-imported on the command line; on both storage backends
+(SQLite, PostgreSQL: the `store_url` fixture)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ def _same(a, b) -> None:  # type: ignore[no-untyped-def]
                 assert u.dtype == v.dtype and u.tobytes() == v.tobytes(), (role, name)
 
 
-async def test_rest_export_then_import_gives_the_same_samples(tmp_path, sign_in) -> None:
+async def test_rest_export_then_import_gives_the_same_samples(store_url, tmp_path,
+                                                               sign_in) -> None:
     stream = simulated_stream(simulated_recording(1, seed=9), 2)
-    app = create_app(Settings(data_dir=tmp_path))
+    app = create_app(Settings(data_dir=tmp_path / "files", db=store_url))
     accounts = sign_in(app)
     async with app.router.lifespan_context(app):
         store = app.state.recordings.store
@@ -51,7 +53,7 @@ async def test_rest_export_then_import_gives_the_same_samples(tmp_path, sign_in)
                               content=r.content)
             assert r2.status_code == 201, r2.text
             again = r2.json()["session_id"]
-    store = RecordingStore(tmp_path, read_only=True)
+    store = RecordingStore(store_url, read_only=True)
     _same(store.read_recording(w.session_id), store.read_recording(again))
 
 
@@ -65,29 +67,28 @@ def lumbo(*argv: object) -> str:
     return out.getvalue().strip()
 
 
-def test_xsens_dot_import_exports_and_reimports_identically(tmp_path) -> None:
+def test_xsens_dot_import_exports_and_reimports_identically(store_url, tmp_path) -> None:
     rec = simulated_recording(1, seed=2, with_mag=False)
     for role in ("upper", "lower"):
         (tmp_path / f"{role}.csv").write_text(xsens_dot_export(
             rec[role], start_us=1_000_000 + int(round(float(rec[role].time_s[0]) * 1e6))))
-    d = tmp_path / "data"
+    d = store_url
     first = lumbo("import", "--format", "xsens-dot", "--upper", tmp_path / "upper.csv",
-                  "--lower", tmp_path / "lower.csv", "--data-dir", d)
-    lumbo("export", first, "--format", "raw-csv", "--out", tmp_path / "raw.csv.gz",
-          "--data-dir", d)
-    second = lumbo("import", tmp_path / "raw.csv.gz", "--data-dir", d)
+                  "--lower", tmp_path / "lower.csv", "--db", d)
+    lumbo("export", first, "--format", "raw-csv", "--out", tmp_path / "raw.csv.gz", "--db", d)
+    second = lumbo("import", tmp_path / "raw.csv.gz", "--db", d)
     store = RecordingStore(d)
     a, b = store.read_recording(first), store.read_recording(second)
     _same(a, b)
     assert np.all(np.diff(a["lower"].counter) == 1)
 
 
-def test_merged_reading_gives_the_same_samples_and_gaps(tmp_path) -> None:
+def test_merged_reading_gives_the_same_samples_and_gaps(store_url) -> None:
     import dataclasses
 
     stream = simulated_stream(simulated_recording(1, seed=9), 2)
     stream[301] = dataclasses.replace(stream[301], gap_before=True)  # lost samples before it
-    store = RecordingStore(tmp_path)
+    store = RecordingStore(store_url)
     w = store.begin_session()
     for b in stream:
         w.append_batch(b)

@@ -178,10 +178,10 @@ def test_optional_column_errors() -> None:
     expect_error(lines, 21, "counter '19.5' is not an integer")
 
 
-def test_nothing_is_imported_from_a_bad_file(tmp_path) -> None:
+def test_nothing_is_imported_from_a_bad_file(store_url) -> None:
     lines = rest_lines(400)
     lines[700] = lines[700].replace("lower", "LOWER").replace("upper", "UPPER")
-    store = RecordingStore(tmp_path)
+    store = RecordingStore(store_url)
     with pytest.raises(InterchangeError) as err:
         store.import_recording(iter_interchange(io.StringIO("\n".join(lines)), chunk_rows=200),
                                SessionInfo(source="bad"))

@@ -1,4 +1,5 @@
-"""`lumbo import --format xsens-dot`: the Xsens DOT app's CSV export, two files per session.
+"""`lumbo import --format xsens-dot`: the Xsens DOT app's CSV export, two files per session,
+stored on both backends (`--db`: a data directory, or a PostgreSQL database).
 
 The exports here are synthetic (recordings.testing.xsens_dot_export writes the simulated
 patient in the app's layout: metadata lines, PacketCounter, SampleTimeFine in µs, Acc in m/s²,
@@ -53,15 +54,15 @@ def files(tmp_path, rec) -> tuple[Path, Path]:
     return up, lo
 
 
-def test_import_stores_both_sensors_on_the_shared_clock_in_si_units(tmp_path, files,
+def test_import_stores_both_sensors_on_the_shared_clock_in_si_units(store_url, files,
                                                                     rec) -> None:
     up, lo = files
     code, out, err = lumbo("import", "--format", "xsens-dot", "--upper", up, "--lower", lo,
-                           "--data-dir", tmp_path / "d")
+                           "--db", store_url)
     assert code == 0, err
     assert "skipped 1 leading row(s) with Acc and Gyr all 0 (line 13)" in err
     assert "ignored columns Euler_X, Euler_Y, Euler_Z" in err
-    store = RecordingStore(tmp_path / "d")
+    store = RecordingStore(store_url)
     s = store.session(out.strip())
     assert s.status == "completed" and s.source.startswith("import:xsens-dot:")
     assert s.sensor("upper").address == "D4:CA:6E:F1:78:60"
@@ -119,30 +120,29 @@ def _variant(path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
      None, "not an Xsens DOT export"),
 ])
 def test_bad_exports_are_refused_with_the_line_and_nothing_is_stored(
-        tmp_path, files, name, edit, where, what) -> None:
+        store_url, files, name, edit, where, what) -> None:
     up, lo = files
     bad = _variant(up, edit)
     code, out, err = lumbo("import", "--format", "xsens-dot", "--upper", bad, "--lower", lo,
-                           "--data-dir", tmp_path / "d")
+                           "--db", store_url)
     assert code == 1 and out == ""
     assert bad.name in err and what in err and "Nothing was imported" in err, err
     if where:
         assert where in err, err
-    db = tmp_path / "d" / "lumbo.db"
-    assert not db.exists() or RecordingStore(tmp_path / "d").sessions() == []
+    assert RecordingStore(store_url).sessions() == []
 
 
-def test_unsynchronised_sensors_need_an_explicit_assumption(tmp_path, rec) -> None:
+def test_unsynchronised_sensors_need_an_explicit_assumption(store_url, tmp_path, rec) -> None:
     up, lo = tmp_path / "u.csv", tmp_path / "l.csv"
     up.write_text(xsens_dot_export(rec["upper"], synced=False, start_us=10_000_000))
     lo.write_text(xsens_dot_export(rec["lower"], synced=False, start_us=900_000_000))
     code, _, err = lumbo("import", "--format", "xsens-dot", "--upper", up, "--lower", lo,
-                         "--data-dir", tmp_path)
+                         "--db", store_url)
     assert code == 1 and "not time-synchronised" in err and "--assume-simultaneous-start" in err
     code, out, err = lumbo("import", "--format", "xsens-dot", "--upper", up, "--lower", lo,
-                           "--data-dir", tmp_path, "--assume-simultaneous-start")
+                           "--db", store_url, "--assume-simultaneous-start")
     assert code == 0 and "NOT synchronised" in err
-    s = RecordingStore(tmp_path).session(out.strip())
+    s = RecordingStore(store_url).session(out.strip())
     assert "assume-simultaneous-start" in s.notes
     assert s.sensor("upper").t_first == s.sensor("lower").t_first == 0.0
 

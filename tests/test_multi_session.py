@@ -102,3 +102,25 @@ async def test_ended_sessions_are_forgotten_beyond_the_limit() -> None:
     # pruned as each session starts: the two newest ended ones stay, plus the one just started
     assert list(manager.by_patient) == ["p1", "p2", "p3"]
     assert set(manager.sessions) == {s.session_id for s in manager.by_patient.values()}
+
+
+def test_demo_companions_practise_alongside_the_demo_patient() -> None:
+    """`lumbo demo` (two companions by default): three demo patients of the one demo therapist
+    are live at once, each on its own topic."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.auth.config import AuthSettings
+    from api.settings import Settings
+
+    settings = Settings(autostart=schema.StartSessionRequest(script="demo", realtime=True),
+                        auth=AuthSettings(demo_accounts=True), demo_companions=2)
+    app = create_app(settings)
+    with TestClient(app):
+        live = app.state.manager.live_sessions()
+        auth = app.state.auth
+        therapist = auth.store.by_username("demo-therapist")
+        names = sorted(auth.store.get(s.patient_id).username for s in live)
+        assert names == ["demo-patient", "demo-patient-2", "demo-patient-3"]
+        assert {p.id for p in auth.patients_of(therapist)} >= {s.patient_id for s in live}
+    assert app.state.manager.live_sessions() == []

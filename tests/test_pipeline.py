@@ -130,3 +130,23 @@ def test_late_calibration_still_gives_angles_from_the_start() -> None:
     offline = analyze(rec, params)
     assert offline.time_s[0] < 0.05
     np.testing.assert_allclose(offline.flexion_deg[-len(live):], live.flexion_deg, atol=1e-9)
+
+
+@pytest.mark.parametrize("silent_s", [20.0, 70.0])
+def test_offline_equals_streaming_when_one_sensor_falls_silent(silent_s: float) -> None:
+    # offline feeds both sensors' data of long chunks at once when neither sensor is silent for
+    # long (20 s), and chunk by chunk and sensor by sensor otherwise (70 s: longer than the
+    # stages wait for a silent sensor, which then drop what a live session drops)
+    rec = synth(6, reps=20).record(130.0, seed=6, **NOISY)
+    up = rec["upper"]
+    i0, i1 = np.searchsorted(up.time_s, [40.0, 40.0 + silent_s])
+    silent = {"lower": rec["lower"], "upper": [cut(up, 0, i0), cut(up, i1, len(up), gap=True)]}
+    offline = analyze_detailed(silent)
+    pipe = LumbarPipeline()
+    live = AngleBatch.concat([pipe.update(c) for c in chunked(silent, 0.25)])
+    reps = pipe.finish()
+    assert len(live) == len(offline.angles) > 0.9 * (130.0 - silent_s) * 100.0
+    for f in fields(AngleBatch):
+        np.testing.assert_allclose(getattr(live, f.name), getattr(offline.angles, f.name),
+                                   rtol=0, atol=1e-9)
+    assert [r.start_s for r in reps] == pytest.approx([r.start_s for r in offline.repetitions])

@@ -47,7 +47,9 @@ async def test_program_end_to_end_with_pain_and_progression(live_server) -> None
             ("flexion_to_target", 1), ("lateral_bend_left", 1)]
         assert all(i["instructions"] for i in listed)
 
-        async with websockets.connect(f"{srv.ws_url}/ws/live", additional_headers=P,
+        # the therapist's live view: the full frames (the patient's own view of the same
+        # frames is tested in test_fanout_audience.py)
+        async with websockets.connect(f"{srv.ws_url}/ws/live", additional_headers=T,
                                       max_size=2**24) as ws:
             hello = json.loads(await ws.recv())
             assert hello["type"] == "status"

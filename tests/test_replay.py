@@ -1,19 +1,24 @@
-"""ReplaySource: a stored session streams out exactly as stored, through the same pipeline."""
+"""ReplaySource: a stored session streams out exactly as stored, through the same pipeline; from
+either storage backend (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from db_support import BACKENDS, new_location
 from recordings import RecordingStore, ReplaySource, SensorInfo, SessionInfo
 from recordings.testing import simulated_recording, simulated_stream
 from sensors.source import SensorSource
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def recorded(request, tmp_path_factory):
     stream = simulated_stream(simulated_recording(2, seed=7), 10)
-    store = RecordingStore(tmp_path_factory.mktemp("replay"))
+    location, cleanup = new_location(request, request.param, tmp_path_factory.mktemp("replay"))
+    request.addfinalizer(cleanup)
+    store = RecordingStore(location)
+    request.addfinalizer(store.close)
     w = store.begin_session(SessionInfo(source="sim", time_origin_s=0.0, sensors=(
         SensorInfo("upper", "sim", "Sim U", "sim:u", 100.0),
         SensorInfo("lower", "sim", "Sim L", "sim:l", 100.0))))

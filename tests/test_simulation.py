@@ -306,7 +306,11 @@ def test_chunked_generate_equals_one_call() -> None:
         for name in ("time_s", "acc", "gyr", "mag", "counter"):
             joined = np.concatenate([getattr(p[role], name) for p in parts])
             expected = getattr(whole[role], name)
-            np.testing.assert_array_equal(joined, expected, err_msg=f"{role} {name}")
+            if name == "counter":
+                np.testing.assert_array_equal(joined, expected, err_msg=f"{role} {name}")
+            else:  # equal to rounding: numpy's SIMD kernels may round the last bit by length
+                np.testing.assert_allclose(joined, expected, rtol=1e-13, atol=1e-15,
+                                           err_msg=f"{role} {name}")
 
 
 def test_different_seeds_give_different_sensors_same_script() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processing.smoothness import ldlj, sparc
+from processing.smoothness import ldlj, ldlj_many, sparc, sparc_many
 
 DATA = Path(__file__).parent / "data" / "smoothness" / "reference.json"
 REF = json.loads(DATA.read_text())
@@ -48,3 +48,16 @@ def test_degenerate_profiles() -> None:
     assert np.isnan(sparc(np.zeros(50), 100.0))
     assert np.isnan(ldlj(np.zeros(50), 100.0))
     assert np.isnan(sparc(np.ones(1), 100.0)) and np.isnan(ldlj(np.ones(2), 100.0))
+
+
+def test_many_at_once_equals_one_by_one() -> None:
+    # the batched forms (a repetition detector's batch of repetitions) give the same numbers
+    rng = np.random.default_rng(0)
+    speeds = [np.asarray(c["speed"], dtype=float) for c in CASES]
+    speeds += [np.abs(rng.normal(size=n)).cumsum()[::-1].copy() for n in (2, 3, 7, 300, 513, 1500)]
+    speeds += [np.zeros(40), rng.normal(size=200)]  # all zero: NaN; signed: the full spectrum
+    fs = [float(rng.uniform(50.0, 200.0)) for _ in speeds]
+    np.testing.assert_allclose(sparc_many(speeds, fs), [sparc(v, f) for v, f in zip(speeds, fs)],
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ldlj_many(speeds, fs), [ldlj(v, f) for v, f in zip(speeds, fs)],
+                               rtol=0, atol=1e-12)

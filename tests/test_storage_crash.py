@@ -1,4 +1,5 @@
-"""kill -9 a process that is recording: everything it reported committed must survive."""
+"""kill -9 a process that is recording: everything it reported committed must survive, and the
+next store to open the database marks the session interrupted (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from db_support import wait_writer_gone
 from recordings import RecordingStore
 from recordings.testing import simulated_recording, simulated_stream
 
@@ -43,9 +45,9 @@ threading.Event().wait()  # stay live (never close) until killed
 """
 
 
-def test_kill_9_loses_nothing_that_was_committed(tmp_path) -> None:
+def test_kill_9_loses_nothing_that_was_committed(store_url) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, store_url], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     guard = threading.Timer(60, proc.kill)  # never hang the suite
     guard.start()
@@ -77,7 +79,8 @@ def test_kill_9_loses_nothing_that_was_committed(tmp_path) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
     assert session_id is not None and commits >= 3
 
-    store = RecordingStore(tmp_path)
+    wait_writer_gone(store_url, session_id)
+    store = RecordingStore(store_url)
     assert store.recovered == [session_id]
     rec = store.session(session_id)
     assert rec.status == "interrupted" and rec.ended_at is not None
@@ -112,10 +115,10 @@ print(w.session_id, flush=True)
 """
 
 
-def test_normal_exit_without_close_keeps_everything(tmp_path) -> None:
+def test_normal_exit_without_close_keeps_everything(store_url) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run([sys.executable, "-c", EXITS, str(tmp_path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", EXITS, store_url], capture_output=True,
                           text=True, cwd=REPO, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
-    rec = RecordingStore(tmp_path).session(done.stdout.strip())
+    rec = RecordingStore(store_url).session(done.stdout.strip())
     assert rec.status == "interrupted" and rec.samples == 600

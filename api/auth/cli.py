@@ -2,8 +2,9 @@
 
 The first run of a clinic: `lumbo create-therapist NAME` (asks for the password twice, or reads
 one line with `--password-stdin`), then the therapist signs in and adds patients on the page or
-with `lumbo create-patient NAME --therapist T`. Accounts go to the data directory's database
-($LUMBO_DATA_DIR, else ~/.local/share/lumbo; `--data-dir`), which a running service shares.
+with `lumbo create-patient NAME --therapist T`. Accounts go to the recordings database (`--db`
+URL or `--data-dir`, else $LUMBO_DB, else the data directory $LUMBO_DATA_DIR or
+~/.local/share/lumbo), which a running service shares.
 
 Exit codes: 0 done, 1 not possible (username taken, no such therapist, storage), 2 bad input
 (username or password policy, passwords differ, no terminal to ask on).
@@ -32,16 +33,10 @@ class CliError(Exception):
         self.code = code
 
 
-def _data_dir(arg: Path | None) -> Path:
-    if arg is not None:
-        return arg
-    from recordings.paths import default_data_dir
-
-    return default_data_dir()
-
-
 def _service(args: argparse.Namespace) -> AuthService:
-    return AuthService(AccountStore(_data_dir(args.data_dir)))
+    from recordings.paths import storage_location
+
+    return AuthService(AccountStore(storage_location(getattr(args, "db", None), args.data_dir)))
 
 
 def _read_password(args: argparse.Namespace, who: str) -> str:
@@ -79,7 +74,7 @@ def cmd_create_therapist(args: argparse.Namespace) -> int:
             raise CliError(f"the username {args.username!r} is taken", 1)
         password = _read_password(args, args.username)
         t = auth.create_therapist(args.username, password, args.display_name)
-        print(f"Therapist {t.username} created (id {t.id}) in {auth.store.db_path}. "
+        print(f"Therapist {t.username} created (id {t.id}) in {auth.store.location}. "
               "Sign in at the login page of `lumbo serve`.")
         return 0
 
@@ -113,7 +108,7 @@ def cmd_login_link(args: argparse.Namespace) -> int:
         token, _ = auth.make_link(account, args.next, created_by="lumbo login-link")
         minutes = int(auth.settings.link_lifetime_s // 60)
         print(f"{args.base_url.rstrip('/')}/login/link?token={token}")
-        print(f"(works once, for {minutes} minutes, on the service using {auth.store.db_path})",
+        print(f"(works once, for {minutes} minutes, on the service using {auth.store.location})",
               file=sys.stderr)
         return 0
 
@@ -121,6 +116,8 @@ def cmd_login_link(args: argparse.Namespace) -> int:
 
 
 def add_account_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from recordings.commands import add_db_option
+
     data_dir_help = "data directory (default: $LUMBO_DATA_DIR, else ~/.local/share/lumbo)"
 
     p = sub.add_parser(
@@ -133,6 +130,7 @@ def add_account_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input (scripts)")
     p.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    add_db_option(p)
     p.set_defaults(func=cmd_create_therapist)
 
     p = sub.add_parser(
@@ -149,6 +147,7 @@ def add_account_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     group.add_argument("--no-password", action="store_true",
                        help="no password: the patient signs in by one-time login links")
     p.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    add_db_option(p)
     p.set_defaults(func=cmd_create_patient)
 
     p = sub.add_parser(
@@ -162,6 +161,7 @@ def add_account_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     p.add_argument("--base-url", default="http://127.0.0.1:8000",
                    help="where the service is reached (default http://127.0.0.1:8000)")
     p.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    add_db_option(p)
     p.set_defaults(func=cmd_login_link)
 
 
@@ -186,6 +186,36 @@ def ensure_demo_accounts(auth: AuthService) -> tuple[Any, Any]:
     if not p.active:
         p = auth.set_active(p, True)
     return t, p
+
+
+def ensure_demo_companions(auth: AuthService, count: int) -> list[Any]:
+    """`count` more demo patients of the demo therapist (`demo-patient-2`, ...), idempotent."""
+    import secrets
+
+    t, _ = ensure_demo_accounts(auth)
+    out = []
+    for n in range(2, count + 2):
+        username = f"{DEMO_PATIENT}-{n}"
+        p = auth.store.by_username(username)
+        if p is None:
+            p = auth.create_patient(username, t.id, secrets.token_urlsafe(24),
+                                    f"Demo patient {n}")
+        if p.therapist_id != t.id or p.role != "patient":
+            raise RuntimeError(f"the account {username!r} exists but is not a demo patient; use "
+                               "another data directory")
+        out.append(p if p.active else auth.set_active(p, True))
+    return out
+
+
+async def start_demo_companions(app: Any, count: int) -> None:
+    """Simulated sessions for the companion demo patients, each with its own seed and speed, so
+    the therapist's at-a-glance view shows several patients moving differently."""
+    from api.schema import StartSessionRequest
+
+    for i, patient in enumerate(ensure_demo_companions(app.state.auth, count)):
+        req = StartSessionRequest(source="simulated", script="demo", seed=101 + i,
+                                  speed=0.8 + 0.15 * i, loop=True, realtime=True)
+        await app.state.manager.start(req, patient_id=patient.id)
 
 
 def demo_login_urls(app: Any, base: str) -> list[tuple[str, str]]:

@@ -51,6 +51,10 @@ PUBLIC_ROUTES = frozenset({
     ("GET", "/redoc"),
 })
 PUBLIC_PREFIXES = (("GET", "/static/"),)
+# Edge mode (api/auth/devices.py): here, and only here, a device token is a credential; it never
+# becomes a sign-in (`PRINCIPAL`), it is put in the scope under `DEVICE` for the routes.
+DEVICE = "lumbo.device"
+DEVICE_PREFIXES = ("/api/ingest/", "/ws/ingest/")
 
 
 def is_public(method: str, path: str) -> bool:
@@ -106,9 +110,12 @@ class AuthMiddleware:
         method = "WS" if kind == "websocket" else scope.get("method", "GET")
         principal, presented, stale_cookie = self._authenticate(scope)
         scope[PRINCIPAL] = principal
+        device = self._device(scope, path)
+        scope[DEVICE] = device
 
-        refusal = self._check_origin(scope, method, principal)
-        if refusal is None and principal is None and not is_public(method, path):
+        refusal = None if device is not None else self._check_origin(scope, method, principal)
+        if refusal is None and principal is None and device is None and \
+                not is_public(method, path):
             refusal = self._unauthenticated(method, path, scope, presented)
         if refusal is not None:
             if stale_cookie:
@@ -141,6 +148,17 @@ class AuthMiddleware:
                 principal = self.auth.resolve(token, "cookie")
                 return principal, True, principal is None
         return None, False, False
+
+    def _device(self, scope: Scope, path: str) -> Any:
+        """The edge device of a device token on an ingest route (api/auth/devices.py), else
+        None. A device token anywhere else is just an invalid bearer token."""
+        if not path.startswith(DEVICE_PREFIXES):
+            return None
+        authorization = _header(scope, b"authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.auth.devices.resolve(token.strip())
 
     # --- CSRF and cross-site WebSockets ---------------------------------------------------
     def _check_origin(self, scope: Scope, method: str,

@@ -133,6 +133,9 @@ class AuthService:
                                     window_s=s.login_window_s, max_keys=s.login_limiter_keys,
                                     clock=limiter_clock)
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        from api.auth.devices import DeviceTokens  # imports this module: import here
+
+        self.devices = DeviceTokens(store, clock=clock)  # edges' credentials (api/auth/devices.py)
 
     def close(self) -> None:
         self.store.close()

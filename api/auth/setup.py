@@ -15,19 +15,19 @@ log = logging.getLogger(__name__)
 
 
 def install_auth(app: FastAPI, settings: Settings) -> AuthService:
-    """Open the accounts (in `settings.data_dir`'s database, or in memory), authenticate every
-    request and WebSocket (AuthMiddleware) and add the `/api/auth`, `/api/patients` and login
-    routes. The service is `app.state.auth`."""
+    """Open the accounts (in `settings.database()`: `db`, else `data_dir`'s database; or in
+    memory), authenticate every request and WebSocket (AuthMiddleware) and add the `/api/auth`,
+    `/api/patients` and login routes. The service is `app.state.auth`."""
     from api.routes import auth as auth_routes
     from api.routes import patients as patient_routes
 
-    auth = AuthService(AccountStore(settings.data_dir), settings.auth)
+    auth = AuthService(AccountStore(settings.database()), settings.auth)
     auth.purge_expired()
     if settings.auth.demo_accounts:
         from api.auth.cli import ensure_demo_accounts
 
         ensure_demo_accounts(auth)
-    elif settings.data_dir is not None and auth.store.count("therapist") == 0:
+    elif settings.database() is not None and auth.store.count("therapist") == 0:
         log.warning("No accounts yet: create the first with `lumbo create-therapist NAME`, "
                     "then sign in at /login.")
     app.state.auth = auth

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.auth.live import live_access, signed_in_while_open
+from api.broker import live_status_message, watching
+from api.fanout import audience_topic
 
 router = APIRouter(tags=["live"])
 
@@ -32,7 +34,9 @@ async def ws_live(websocket: WebSocket) -> None:
     connect and on every session state change); schemas at `/api/schema/{type}`. Messages the
     client sends are ignored (keep-alive). Needs a sign-in (the session cookie, from this
     site's pages); delivers one patient's live session: the patient's own, or for their
-    therapist `?patient_id=...` (optional with a single patient)."""
+    therapist `?patient_id=...` (optional with a single patient). The therapist gets the full
+    frames; the patient gets their view of each frame (no therapist-only fields, no position
+    while the practice block withholds it: api/audience.py)."""
     if not origin_allowed(websocket):
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
@@ -47,11 +51,15 @@ async def ws_live(websocket: WebSocket) -> None:
     async def close(code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason)
 
+    audience = "therapist" if principal.account.role == "therapist" else "patient"
     client = broadcaster.add_client(websocket.send_text, close, name=str(websocket.client),
-                                    topic=patient.id)
-    broadcaster.offer(client, manager.status_message(patient.id))
+                                    topic=audience_topic(patient.id, audience))
+    # with a broker (api/broker.py): the status of the instance that runs the session, and
+    # the topic's messages from other instances while this client is open
+    broadcaster.offer(client, live_status_message(websocket.app, client.topic))
     try:
-        async with signed_in_while_open(websocket, principal, close):
+        async with signed_in_while_open(websocket, principal, close), \
+                watching(websocket.app, client.topic):
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":

@@ -98,7 +98,7 @@ def _reader(request: Request) -> RecordingStore:
     if store is None:
         rec = _recordings(request)
         why = "recording is off on this server" if not rec.enabled else (
-            f"no recordings database in {rec.data_dir}" if rec.error is None else str(rec.error))
+            f"no recordings database in {rec.location}" if rec.error is None else str(rec.error))
         raise HTTPException(503, f"Recordings are not available: {why}.")
     return store
 
@@ -362,10 +362,12 @@ async def add_report(request: Request, session_id: str, report: PatientReport) -
 # --- installation ----------------------------------------------------------------------------
 
 def install(app: FastAPI) -> Recordings:
-    """Open the recordings of `app.state.settings.data_dir` and wire them in (see the module
-    docstring); `app.state.recordings`. `Settings.data_dir=None` (tests): nothing is stored."""
+    """Open the recordings of `app.state.settings.database()` (`db`, else `data_dir`) and wire
+    them in (see the module docstring); `app.state.recordings`. Both None (tests): nothing is
+    stored."""
     settings = app.state.settings
-    recs = Recordings(getattr(settings, "data_dir", None))
+    recs = Recordings(settings.database() if hasattr(settings, "database")
+                      else getattr(settings, "data_dir", None))
     auto = getattr(settings, "autostart", None)
     if auto is not None and auto.source == "replay":
         recs.trusted_replay = auto.session_id  # chosen by whoever started the service
