@@ -563,7 +563,8 @@ def reanalyze(store: RecordingStore, session_id: str) -> tuple[int, dict[str, An
     from processing.offline import analyze_detailed
 
     rec = store.session(session_id)
-    result = analyze_detailed(store.read_batches(rec.id, merged=True))
+    chunk_s = 120.0
+    result = analyze_detailed(store.read_batches(rec.id, merged=True), chunk_s=chunk_s)
     cal = result.calibration
     t_cal = cal.bend_s[1] if cal.bend_s is not None else None
     events = [(r.start_s, "repetition", r.to_dict()) for r in result.repetitions]
@@ -572,7 +573,7 @@ def reanalyze(store: RecordingStore, session_id: str) -> tuple[int, dict[str, An
                        "neutral_s": cal.neutral_s, "bend_s": cal.bend_s}))
     aid = store.store_analysis(rec.id, kind="offline",
                                description="processing.offline.analyze_detailed",
-                               params={"chunk_s": 30.0, "pipeline": "PipelineParams()"},
+                               params={"chunk_s": chunk_s, "pipeline": "PipelineParams()"},
                                angles=result.angles, events=events,
                                calibrations=[(t_cal, cal.to_dict())])
     summary = {"analysis_id": aid, "angle_frames": len(result.angles),
