@@ -5,7 +5,8 @@
 
 const LumboAuth = {
   toLogin() {
-    if (window.lumboSigningOut) return;
+    if (window.lumboSigningOut || window.lumboToLogin) return;
+    window.lumboToLogin = true; // one navigation: several 401s at once must not abort it
     location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
   },
 

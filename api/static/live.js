@@ -27,7 +27,8 @@ const Lumbo = {
 
   /** the sign-in has ended (or never was): to the login page, back here afterwards */
   toLogin() {
-    if (window.lumboSigningOut) return; // auth.js is already on its way to the login page
+    if (window.lumboSigningOut || window.lumboToLogin) return; // already on its way there
+    window.lumboToLogin = true; // one navigation: several 401s at once must not abort it
     location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
   },
 
