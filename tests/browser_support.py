@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+from ci_rule import missing_component
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -16,7 +16,4 @@ SHOTS = Path(os.environ.get("LUMBO_SCREENSHOTS", "/tmp/lumbo_screenshots"))
 
 
 def unavailable(reason: str) -> None:
-    """Fail under CI=true (a missing component is a broken set-up there), skip elsewhere."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
+    missing_component("browser test", reason)

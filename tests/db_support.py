@@ -15,7 +15,6 @@ skipping them (scripts/test installs the package).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,15 +22,14 @@ from typing import Any
 
 import pytest
 
+from ci_rule import missing_component
+
 BACKENDS = ("sqlite", "postgresql")
 WAIT_S = 30.0  # a bound on waiting for a condition, never a measurement
 
 
 def unavailable(reason: str) -> None:
-    """Fail under CI=true (a missing component is a broken set-up there), skip elsewhere."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL test cannot run in CI: {reason}")
-    pytest.skip(reason)
+    missing_component("PostgreSQL test", reason)
 
 
 TEMPLATE = "lumbo_template"
