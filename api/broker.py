@@ -185,7 +185,7 @@ class BrokerRelay:
         self._sync = asyncio.Event()
         self.remote: dict[str, RemoteView] = {}
         # connection
-        self._publish_local: Callable[..., None] | None = None
+        self._installed = False
         self._heartbeat_local: Callable[..., str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
@@ -208,11 +208,11 @@ class BrokerRelay:
         """Hook the broadcaster: every local publish on a topic is offered to the relay, and
         heartbeats of remote topics describe the remote session. Call after the broadcaster's
         heartbeat factory is set, before any session starts."""
-        if self._publish_local is not None:
+        if self._installed:
             return
-        self._publish_local = self.broadcaster.publish
+        self._installed = True
         self._heartbeat_local = self.broadcaster.heartbeat_message
-        self.broadcaster.publish = self._publish_and_offer  # type: ignore[method-assign]
+        self.broadcaster.taps.append(self._tap)
         if self._heartbeat_local is not None:
             self.broadcaster.heartbeat_message = self._heartbeat  # type: ignore[assignment]
 
@@ -234,9 +234,7 @@ class BrokerRelay:
 
     # ------------------------------------------------------------------ host side
 
-    def _publish_and_offer(self, message: str, topic: str | None = None) -> None:
-        assert self._publish_local is not None
-        self._publish_local(message, topic)
+    def _tap(self, message: str, topic: str | None = None) -> None:
         if topic is not None:
             self.offer(message, topic)
 
@@ -305,8 +303,7 @@ class BrokerRelay:
         return self._heartbeat_local(topic)
 
     def _deliver(self, topic: str, message: str) -> None:
-        assert self._publish_local is not None
-        self._publish_local(message, topic)
+        self.broadcaster.deliver(message, topic)
 
     def _notice(self, topic: str, kind: str, text: str) -> None:
         """Tell the topic's local viewers, with a status message, what happened to the view."""

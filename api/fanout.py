@@ -118,6 +118,8 @@ class Broadcaster:
         self.evict_after_s = evict_after_s
         self.heartbeat_s = heartbeat_s
         self.heartbeat_message = heartbeat
+        # called with (message, topic) after every `publish` (not `deliver`); must not block
+        self.taps: list[Callable[[str, str | None], None]] = []
         self._clock = clock
         self._ids = itertools.count(1)
         self._clients: dict[int, Client] = {}
@@ -180,7 +182,15 @@ class Broadcaster:
     # ------------------------------------------------------------------ publishing
 
     def publish(self, message: str, topic: str | None = None) -> None:
-        """Queue `message` for every client of `topic`; never awaits, never blocks the producer."""
+        """Queue `message` for every client of `topic`, then hand it to every tap (`taps`: e.g.
+        the broker relay, api/broker.py); never awaits, never blocks the producer."""
+        self.deliver(message, topic)
+        for tap in self.taps:
+            tap(message, topic)
+
+    def deliver(self, message: str, topic: str | None = None) -> None:
+        """Queue `message` for this broadcaster's own clients of `topic` only, without the taps:
+        for messages that came from elsewhere (another instance's session, via the broker)."""
         if topic is None:
             self.last_publish_s = self._clock()
         else:

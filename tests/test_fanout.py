@@ -162,3 +162,16 @@ async def test_failed_send_removes_client_without_affecting_others() -> None:
 def test_queue_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Broadcaster(queue_size=0)
+
+
+async def test_taps_see_what_is_published_here_not_what_is_delivered_from_elsewhere() -> None:
+    b = Broadcaster(queue_size=8, evict_after_s=1e9, clock=FakeClock())
+    peer = BlockedPeer()
+    client = b.add_client(peer.send, peer.close, topic="p1")
+    tapped: list[tuple[str, str | None]] = []
+    b.taps.append(lambda message, topic: tapped.append((message, topic)))
+    b.publish("local", topic="p1")
+    b.deliver("relayed", topic="p1")  # e.g. from another instance: must not go back out
+    assert tapped == [("local", "p1")]
+    assert client.queue.qsize() == 2  # the topic's clients get both
+    await b.remove_client(client)
