@@ -27,16 +27,18 @@ class RateMeter:
     def __init__(self, window_s: float = 2.0) -> None:
         self.window_s = window_s
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._total = 0  # sum of the counts in `_recent`: read on every frame, kept, not summed
 
     def note(self, last_time_s: float, count: int) -> None:
         self._recent.append((last_time_s, count))
+        self._total += count
         while len(self._recent) > 2 and self._recent[0][0] < last_time_s - self.window_s:
-            self._recent.popleft()
+            self._total -= self._recent.popleft()[1]
 
     @property
     def rate_hz(self) -> float:
         if len(self._recent) < 2:
             return 0.0
         span = self._recent[-1][0] - self._recent[0][0]
-        n = sum(count for _, count in list(self._recent)[1:])
+        n = self._total - self._recent[0][1]  # the first entry's samples precede the span
         return n / span if span > 0 else 0.0

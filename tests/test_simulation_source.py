@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from sensors.samples import SampleBatch
 from sensors.source import SensorSource
@@ -111,3 +112,26 @@ async def test_realtime_smoke_at_speed_20() -> None:
     batches = await asyncio.wait_for(collect(source), timeout=20.0)
     assert sum(len(b) for b in by_role(batches, "lower")) == 200
     assert source.time_origin_s is not None
+
+
+def test_rate_meter_keeps_its_window_sum_exact() -> None:
+    """The running sum gives the rate that summing the kept window afresh gives, and a steady
+    100 Hz stream reads 100 Hz."""
+    import random
+
+    from sensors.pacing import RateMeter
+
+    meter, rng, t = RateMeter(window_s=1.0), random.Random(3), 0.0
+    for _ in range(500):
+        t += rng.uniform(0.005, 0.05)
+        meter.note(t, rng.randint(1, 5))
+        kept = list(meter._recent)
+        if len(kept) < 2:
+            assert meter.rate_hz == 0.0
+            continue
+        fresh = sum(c for _, c in kept[1:]) / (kept[-1][0] - kept[0][0])
+        assert meter.rate_hz == pytest.approx(fresh, rel=1e-12)
+    steady = RateMeter(window_s=2.0)
+    for k in range(1, 301):
+        steady.note(k * 0.02, 2)  # 2 samples every 20 ms
+    assert steady.rate_hz == pytest.approx(100.0)
